@@ -1,0 +1,504 @@
+"""The job agent that runs as PID 1 inside every sandbox container.
+
+It reads jobs, one JSON object a line, from the container's attached stdin and answers each
+with one JSON line on stdout. Every job runs in a child forked from this already-initialized
+interpreter, so a job costs a fork (about a millisecond) instead of a Python start-up or a
+`docker exec` (0.1 to 0.4 s). The fork happens from a pristine parent, so nothing a job does
+to the interpreter (monkeypatching, imports, globals) reaches the next job.
+
+Why PID 1: the kernel delivers no signal to a namespace's init unless init installed a
+handler, so a program's `os.kill(os.getppid(), 9)` or `os.kill(-1, 9)` cannot kill the agent,
+while the agent's own `kill(-1, SIGKILL)` reaches every process the job left behind, whatever
+session or process group it moved to. The agent also makes itself non-dumpable, so a job
+running as the same user can neither ptrace it nor open its file descriptors.
+
+Only the standard library is used: this file is copied into the sandbox image and must run on
+the image's Python (3.9 or newer).
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import ctypes
+import errno
+import gc
+import json
+import os
+import random
+import resource
+import selectors
+import shutil
+import signal
+import stat
+import sys
+import threading
+import time
+import traceback
+import types
+
+WORK_DIR = "/tmp/work"
+HOME_DIR = "/tmp/home"
+WIPED_DIRS = ("/tmp", "/dev/shm")
+SCRIPT_NAME = "main.py"
+# Every job sees exactly this environment, whatever the container or an earlier job set.
+JOB_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": HOME_DIR,
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONIOENCODING": "utf-8",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+# Imported once here so that jobs using them do not pay for the import. Only pure modules
+# that start no threads: a thread in the parent would not survive the fork.
+PRELOADED_MODULES = (
+    "collections", "itertools", "functools", "math", "re", "string", "typing", "dataclasses",
+    "heapq", "bisect", "copy", "json", "unittest", "fractions", "decimal", "statistics",
+    "datetime", "enum", "abc", "io", "operator", "textwrap", "hashlib", "struct",
+)
+PR_SET_DUMPABLE = 4
+READ_CHUNK = 65536
+# How long to keep reading pipes that a finished program's leftover children hold open.
+DRAIN_AFTER_EXIT_S = 0.05
+
+
+def main() -> None:
+    _make_undumpable()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # lets `docker stop` end us at once
+    for name in PRELOADED_MODULES:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    gc.collect()
+    gc.freeze()  # keep the parent's objects out of the children's collections (copy-on-write)
+    out = sys.stdout.buffer
+    _send(out, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        try:
+            job = json.loads(line)
+            reply = run_job(job)
+        except Exception as exc:  # the agent must answer every job, even a malformed one
+            reply = {"id": None, "agent_error": f"{type(exc).__name__}: {exc}", "clean": False}
+            try:
+                reply["id"] = json.loads(line).get("id")
+            except Exception:
+                pass
+        _send(out, reply)
+
+
+def _send(out, message: dict) -> None:
+    out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+    out.flush()
+
+
+def _make_undumpable() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def run_job(job: dict) -> dict:
+    """Run one program and describe what happened; never raises for the program's faults."""
+    timeout_s = float(job["timeout_s"])
+    cap = int(job["max_output_bytes"])
+    code = job["code"]
+    stdin = base64.b64decode(job.get("stdin_b64") or "")
+
+    clean_before = _wipe_writable_dirs()
+    os.makedirs(WORK_DIR, mode=0o700)
+    os.makedirs(HOME_DIR, mode=0o700)
+    script = os.path.join(WORK_DIR, SCRIPT_NAME)
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(code)
+    stdin_path = "/tmp/.stdin"
+    with open(stdin_path, "wb") as f:
+        f.write(stdin)
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    outcome_r, outcome_w = os.pipe()
+    stdin_fd = os.open(stdin_path, os.O_RDONLY)
+    os.unlink(stdin_path)
+    oom_kills_before = _oom_kill_count()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    start = time.monotonic()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        for fd in (out_r, out_w, err_r, err_w, outcome_r, outcome_w, stdin_fd):
+            os.close(fd)
+        return {"id": job.get("id"), "agent_error": f"fork failed: {exc}", "clean": False}
+    if pid == 0:
+        _child(code, script, stdin_fd, out_w, err_w, outcome_w, job)  # never returns
+    for fd in (out_w, err_w, outcome_w, stdin_fd):
+        os.close(fd)
+
+    status, reason = None, ""
+    streams = {out_r: bytearray(), err_r: bytearray()}
+    truncated = {out_r: False, err_r: False}
+    outcome = bytearray()
+    sel = selectors.DefaultSelector()
+    for fd in (out_r, err_r, outcome_r):
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    pidfd = _pidfd_open(pid)  # readable when the child exits: no polling delay per job
+    if pidfd is not None:
+        sel.register(pidfd, selectors.EVENT_READ)
+    deadline = start + timeout_s
+    exited_at = None
+    wait_status = rusage = None
+    while True:
+        now = time.monotonic()
+        if exited_at is None:
+            done_pid, wait_status, rusage = os.wait4(pid, os.WNOHANG)
+            if done_pid == pid:
+                exited_at = now
+                if pidfd is not None:
+                    sel.unregister(pidfd)
+        if exited_at is not None and (
+            len(sel.get_map()) == 0 or now - exited_at > DRAIN_AFTER_EXIT_S
+        ):
+            break  # pipes still held open by leftover children: those are killed below
+        if exited_at is None and now >= deadline:
+            status, reason = "TIMEOUT", f"exceeded the wall-clock limit of {timeout_s:g} s"
+            break
+        if exited_at is not None:
+            wait = DRAIN_AFTER_EXIT_S
+        else:
+            wait = deadline - now if pidfd is not None else min(deadline - now, 0.002)
+        if not sel.get_map():
+            time.sleep(max(wait, 0.0))
+            continue
+        for key, _ in sel.select(max(wait, 0.0)):
+            fd = key.fd
+            if fd == pidfd:
+                continue
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(fd)
+                continue
+            if fd == outcome_r:
+                outcome += data[:4096]
+                continue
+            buf = streams[fd]
+            room = cap - len(buf)
+            if len(data) > room:
+                buf += data[:room]
+                truncated[fd] = True
+                name = "stdout" if fd == out_r else "stderr"
+                status, reason = "OUTPUT_LIMIT", f"wrote more than {cap} bytes to {name}"
+            else:
+                buf += data
+        if status == "OUTPUT_LIMIT":
+            break
+    sel.close()
+    if pidfd is not None:
+        os.close(pidfd)
+    wall = time.monotonic() - start
+
+    if exited_at is None:
+        os.kill(pid, signal.SIGKILL)
+        _, wait_status, rusage = os.wait4(pid, 0)
+    clean_after = _kill_leftovers()
+    # Read what is left in the outcome pipe now that every writer is gone.
+    try:
+        while chunk := os.read(outcome_r, 4096):
+            outcome += chunk
+    except OSError:
+        pass
+    for fd in (out_r, err_r, outcome_r):
+        os.close(fd)
+    oom_killed = _oom_kill_count() > oom_kills_before
+
+    exit_code = sig = None
+    if os.WIFEXITED(wait_status):
+        exit_code = os.WEXITSTATUS(wait_status)
+    elif os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+    outcome_text = outcome.decode("utf-8", "replace").strip()
+
+    if status is None:
+        status, reason = _classify(exit_code, sig, outcome_text, oom_killed)
+    elif status == "OUTPUT_LIMIT" and exited_at is not None and exit_code is not None:
+        reason += " (then exited with code %d)" % exit_code
+
+    clean = clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
+    return {
+        "id": job.get("id"),
+        "status": status,
+        "reason": reason,
+        "exit_code": exit_code,
+        "signal": sig,
+        "stdout_b64": base64.b64encode(bytes(streams[out_r])).decode(),
+        "stderr_b64": base64.b64encode(bytes(streams[err_r])).decode(),
+        "stdout_truncated": truncated[out_r],
+        "stderr_truncated": truncated[err_r],
+        "wall_time_s": round(wall, 6),
+        "cpu_time_s": round(rusage.ru_utime + rusage.ru_stime, 6) if rusage else 0.0,
+        "peak_memory_mb": round(rusage.ru_maxrss / 1024, 3) if rusage else 0.0,
+        "oom_killed": oom_killed,
+        "clean": clean,
+    }
+
+
+def _classify(exit_code, sig, outcome: str, oom_killed: bool) -> tuple[str, str]:
+    if oom_killed or outcome == "exception:MemoryError":
+        return "MEMORY_LIMIT", "exceeded the memory limit" + (
+            " (MemoryError)" if outcome == "exception:MemoryError" else " (killed by the kernel)")
+    if sig is not None:
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return "FAILED", f"killed by signal {sig} ({name})"
+    if exit_code != 0:
+        if outcome.startswith("exception:"):
+            return "FAILED", f"uncaught {outcome.split(':', 1)[1]}"
+        return "FAILED", f"exited with code {exit_code}"
+    if outcome == "end":
+        return "PASSED", "ran to its end and exited 0"
+    if outcome == "unittest-exit:0":
+        return "PASSED", "unittest.main() ran its tests and exited 0"
+    if outcome.startswith("exit:"):
+        return "FAILED", "called sys.exit(0) or exit() before reaching its end"
+    return "FAILED", "exited via os._exit(0) before reaching its end"
+
+
+def _child(code, script, stdin_fd, out_w, err_w, outcome_w, job) -> None:
+    """In the forked child: become a fresh script process and run the program."""
+    try:
+        os.setsid()
+        os.dup2(stdin_fd, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        keep = os.dup(outcome_w)
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 65536)
+        os.set_inheritable(keep, False)  # grandchildren must not be able to claim "end"
+        outcome_w = keep
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")  # the kernel's OOM killer takes the job, not the agent
+        except OSError:
+            pass
+        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGALRM,
+                       signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython does for every script
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.chdir(WORK_DIR)
+        os.environ.clear()
+        os.environ.update(JOB_ENV)
+        os.umask(0o022)
+        atexit._clear()
+        gc.unfreeze()
+        random.seed()
+        sys.dont_write_bytecode = True
+        sys.argv = [script]
+        sys.path[0] = WORK_DIR
+        sys.stdin = sys.__stdin__ = _text_stream(0, "r", line_buffering=False)
+        sys.stdout = sys.__stdout__ = _text_stream(1, "w", line_buffering=False)
+        sys.stderr = sys.__stderr__ = _text_stream(2, "w", line_buffering=True, errors="backslashreplace")
+    except BaseException:
+        os._exit(121)
+    os._exit(_run_as_main(code, script, outcome_w))
+
+
+def _text_stream(fd: int, mode: str, line_buffering: bool, errors: str = "strict"):
+    import io
+    raw = io.FileIO(fd, mode, closefd=False)
+    buffered = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+    return io.TextIOWrapper(buffered, encoding="utf-8", errors=errors, line_buffering=line_buffering)
+
+
+def _run_as_main(code: str, script: str, outcome_fd: int) -> int:
+    """Run `code` the way `python3 main.py` would and return the exit code.
+
+    One dict serves as the module's globals, so module-level imports and helper functions
+    are visible inside functions (the original pipeline's exec() inside a function used
+    separate globals and locals and broke exactly that). The outcome pipe tells the agent
+    whether the program reached its end or left early.
+    """
+    module = types.ModuleType("__main__")
+    module.__file__ = script
+    module.__builtins__ = __builtins__
+    sys.modules["__main__"] = module
+    outcome, exit_code = "end", 0
+    try:
+        compiled = compile(code, script, "exec", dont_inherit=True)
+        exec(compiled, module.__dict__)
+    except SystemExit as exc:
+        exit_code = _exit_code_of(exc)
+        outcome = f"exit:{exit_code}"
+        if exit_code == 0 and _raised_by_unittest_main(exc):
+            outcome = "unittest-exit:0"
+    except BaseException as exc:
+        exit_code = 1
+        outcome = f"exception:{type(exc).__name__}"
+        _print_traceback(exc)
+    exit_code = _shutdown(exit_code)
+    try:
+        os.write(outcome_fd, outcome.encode())
+    except OSError:
+        pass
+    return exit_code
+
+
+def _exit_code_of(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None or code is False:
+        return 0
+    if code is True:
+        return 1
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def _raised_by_unittest_main(exc: BaseException) -> bool:
+    """unittest.main() exits only after its tests ran, so its exit 0 counts as the end."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(os.path.join("unittest", "main.py")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _print_traceback(exc: BaseException) -> None:
+    try:
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None  # hide this runner's frame
+        traceback.print_exception(type(exc), exc, tb)
+    except BaseException:
+        pass
+
+
+def _shutdown(exit_code: int) -> int:
+    """What the interpreter does after a script: join threads, run atexit, flush."""
+    try:
+        threading._shutdown()
+    except BaseException:
+        pass
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            exit_code = exit_code or 120  # as CPython does when flushing stdout fails
+    return exit_code
+
+
+def _pidfd_open(pid: int):
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _kill_leftovers() -> bool:
+    """Kill every process but this one and reap them all; True when none is left."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return _only_process()
+            if pid == 0:
+                break
+        time.sleep(0.001)
+    return False
+
+
+def _only_process() -> bool:
+    me = str(os.getpid())
+    return all(p == me for p in os.listdir("/proc") if p.isdigit())
+
+
+def _wipe_writable_dirs() -> bool:
+    """Empty every writable place; True when all of it could be removed."""
+    ok = True
+    for top in WIPED_DIRS:
+        try:
+            entries = os.listdir(top)
+        except OSError:
+            continue
+        for name in entries:
+            path = os.path.join(top, name)
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, onerror=_force_remove)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
+            if os.path.lexists(path):
+                ok = False
+    return ok
+
+
+def _force_remove(func, path, _exc_info) -> None:
+    """A job may have taken away its own permissions; give them back and retry."""
+    try:
+        parent = os.path.dirname(path)
+        os.chmod(parent, stat.S_IRWXU)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, stat.S_IRWXU)
+            shutil.rmtree(path, onerror=lambda *a: None)
+        else:
+            func(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            pass
+
+
+def _sysv_ipc_left() -> bool:
+    """SysV shared memory, semaphores and queues outlive processes: a job may not leave any."""
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                if len(f.read().splitlines()) > 1:
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def _oom_kill_count() -> int:
+    """Kernel OOM kills in this container's memory cgroup (v2 or v1); 0 where unreadable."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Builds the sandbox image from files in this repository, with or without a registry.
+
+The tag carries a hash of everything that goes into the image (Dockerfile, agent, base), so a
+result names exactly the sandbox that produced it and a changed agent never runs under a stale
+tag. Offline, the base is a Debian bookworm root filesystem made with debootstrap and imported
+with `docker import`; with a registry, the Dockerfile's default base, python:3.11-slim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+from importlib import resources
+from pathlib import Path
+
+import docker
+import docker.errors
+
+log = logging.getLogger(__name__)
+
+SANDBOX_REPOSITORY = "selfalign-sandbox"
+BASE_REPOSITORY = "selfalign-base"
+REGISTRY_BASE = "python:3.11-slim"
+_PACKAGE = resources.files("executor")
+
+
+def _read(name: str) -> bytes:
+    return (_PACKAGE / name).read_bytes()
+
+
+def _context_files() -> dict[str, bytes]:
+    return {
+        "Dockerfile": _read("sandbox_image/Dockerfile"),
+        "agent.py": _read("agent.py"),
+    }
+
+
+def offline_base_tag() -> str:
+    digest = hashlib.sha256(_read("sandbox_image/build-offline-base.sh")).hexdigest()[:12]
+    return f"{BASE_REPOSITORY}:bookworm-{digest}"
+
+
+def sandbox_image_tag(base_image: str) -> str:
+    h = hashlib.sha256(base_image.encode())
+    for name, data in sorted(_context_files().items()):
+        h.update(name.encode() + b"\0" + data)
+    return f"{SANDBOX_REPOSITORY}:{h.hexdigest()[:12]}"
+
+
+def default_base() -> str:
+    """The base a build uses unless told: offline where debootstrap can run, else the registry's."""
+    if env := os.environ.get("SELFALIGN_SANDBOX_BASE"):
+        return env
+    if shutil.which("debootstrap") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        return "offline"
+    return REGISTRY_BASE
+
+
+def image_exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_offline_base(client: docker.DockerClient) -> str:
+    tag = offline_base_tag()
+    if image_exists(client, tag):
+        return tag
+    script = _PACKAGE / "sandbox_image/build-offline-base.sh"
+    log.info("building offline base image %s with debootstrap (about a minute)", tag)
+    with resources.as_file(script) as path:
+        proc = subprocess.run(["bash", str(path), tag], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"offline base build failed:\n{proc.stderr[-4000:]}")
+    return tag
+
+
+def ensure_sandbox_image(client: docker.DockerClient, base: str | None = None) -> str:
+    """Return the sandbox image tag, building it (and an offline base) when missing."""
+    base = base or default_base()
+    base_image = ensure_offline_base(client) if base == "offline" else base
+    tag = sandbox_image_tag(base_image)
+    if image_exists(client, tag):
+        return tag
+    log.info("building sandbox image %s from %s", tag, base_image)
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in _context_files().items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    try:
+        client.images.build(
+            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
+            buildargs={"BASE_IMAGE": base_image}, pull=False,
+            labels={"org.selfalign.base": base_image},
+        )
+    except docker.errors.BuildError as exc:
+        tail = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)[-4000:]
+        raise RuntimeError(f"sandbox image build failed: {exc}\n{tail}") from exc
+    return tag
+
+
+def find_sandbox_image(client: docker.DockerClient, base: str | None = None) -> str | None:
+    """The tag a build would produce, if that image is present (never builds)."""
+    base = base or default_base()
+    base_image = offline_base_tag() if base == "offline" else base
+    tag = sandbox_image_tag(base_image)
+    return tag if image_exists(client, tag) else None
+
+
+def repository_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,239 @@
+"""One sandbox container and the line protocol to the agent running inside it.
+
+The container gets every restriction at creation (no network, read-only root, size-limited
+tmpfs, non-root user, no capabilities, no-new-privileges, pids/memory/CPU/ulimit limits,
+empty environment, no mounts) and is attached before it starts, so the agent's "ready" line
+is never missed. Jobs go in as JSON lines on the attached stdin; answers come back on the
+attached stdout, framed by Docker's stream multiplexing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+from docker.types import LogConfig, Ulimit
+
+log = logging.getLogger(__name__)
+
+LABEL_ROLE = "org.selfalign.role"
+LABEL_INSTANCE = "org.selfalign.instance"
+LABEL_OWNER = "org.selfalign.owner"
+ROLE_SANDBOX = "sandbox"
+SANDBOX_UID = "10001:10001"
+
+
+class SandboxError(Exception):
+    """The sandbox itself failed: the container died, hung or broke the protocol."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    image: str
+    memory_mb: int = 1024
+    cpus: float = 1.0
+    pids_limit: int = 128
+    tmpfs_mb: int = 64
+    shm_mb: int = 64
+    nofile: int = 256
+    fsize_mb: int = 64
+    runtime: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def create_kwargs(self) -> dict:
+        mem = f"{self.memory_mb}m"
+        return dict(
+            image=self.image,
+            detach=True,
+            stdin_open=True,
+            tty=False,
+            network_mode="none",
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"},
+            shm_size=f"{self.shm_mb}m",
+            ipc_mode="private",
+            user=SANDBOX_UID,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=self.pids_limit,
+            mem_limit=mem,
+            memswap_limit=mem,  # swap equal to memory: no swap at all
+            nano_cpus=int(self.cpus * 1e9),
+            ulimits=[
+                Ulimit(name="nofile", soft=self.nofile, hard=self.nofile),
+                Ulimit(name="fsize", soft=self.fsize_mb << 20, hard=self.fsize_mb << 20),
+                Ulimit(name="core", soft=0, hard=0),
+            ],
+            environment={},
+            hostname="sandbox",
+            labels={LABEL_ROLE: ROLE_SANDBOX, **self.labels},
+            log_config=LogConfig(type=LogConfig.types.NONE),
+            runtime=self.runtime,
+        )
+
+
+class Sandbox:
+    """A started container with its agent, used by one thread at a time."""
+
+    def __init__(self, client: docker.DockerClient, config: SandboxConfig) -> None:
+        self.client = client
+        self.config = config
+        self.memory_mb = config.memory_mb
+        self.container = None
+        self._sock: socket.socket | None = None
+        self._raw = None
+        self._frames = bytearray()
+        self._lines = bytearray()
+        self.jobs_run = 0
+
+    @property
+    def short_id(self) -> str:
+        return self.container.short_id if self.container else "-"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        try:
+            self.container = self.client.containers.create(**self.config.create_kwargs())
+            self._raw = self.client.api.attach_socket(
+                self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            self._sock = getattr(self._raw, "_sock", self._raw)
+            self.container.start()
+            hello = self._read_line(time.monotonic() + timeout_s)
+        except (docker.errors.DockerException, OSError) as exc:
+            self.remove()
+            raise SandboxError(f"could not start a sandbox: {exc}") from exc
+        except SandboxError:
+            self.remove()
+            raise
+        if not hello.get("ready"):
+            self.remove()
+            raise SandboxError(f"agent did not start: {hello}")
+
+    def run(self, job: dict, timeout_s: float) -> dict:
+        """Send one job and wait for its answer; SandboxError if none comes in `timeout_s`."""
+        if self._sock is None:
+            raise SandboxError("sandbox is not running")
+        try:
+            self._sock.sendall(json.dumps(job, separators=(",", ":")).encode() + b"\n")
+        except OSError as exc:
+            raise SandboxError(f"could not send the job to the sandbox: {exc}") from exc
+        reply = self._read_line(time.monotonic() + timeout_s)
+        self.jobs_run += 1
+        return reply
+
+    def set_memory(self, memory_mb: int) -> None:
+        """Change the memory limit in place (a cgroup update, no restart)."""
+        if memory_mb == self.memory_mb:
+            return
+        mem = f"{memory_mb}m"
+        try:
+            self.container.update(mem_limit=mem, memswap_limit=mem)
+        except docker.errors.DockerException as exc:
+            raise SandboxError(f"could not set the memory limit to {memory_mb} MiB: {exc}") from exc
+        self.memory_mb = memory_mb
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer ended the container's init (the agent)."""
+        try:
+            self.container.reload()
+            return bool(self.container.attrs["State"].get("OOMKilled"))
+        except (docker.errors.DockerException, AttributeError):
+            return False
+
+    def remove(self) -> None:
+        if self._raw is not None:
+            try:
+                self._raw.close()
+            except OSError:
+                pass
+        self._sock = self._raw = None
+        if self.container is not None:
+            try:
+                self.container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.DockerException as exc:
+                log.warning("could not remove sandbox %s: %s", self.short_id, exc)
+
+    def _read_line(self, deadline: float) -> dict:
+        while True:
+            newline = self._lines.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._lines[:newline])
+                del self._lines[: newline + 1]
+                try:
+                    return json.loads(line)
+                except ValueError as exc:
+                    raise SandboxError(f"agent sent a malformed line: {line[:200]!r}") from exc
+            self._read_frame(deadline)
+
+    def _read_frame(self, deadline: float) -> None:
+        """Read one frame of Docker's multiplexed stream: 8-byte header, then payload."""
+        while True:
+            if len(self._frames) >= 8:
+                stream, size = self._frames[0], struct.unpack(">I", self._frames[4:8])[0]
+                if len(self._frames) >= 8 + size:
+                    payload = bytes(self._frames[8 : 8 + size])
+                    del self._frames[: 8 + size]
+                    if stream == 1:
+                        self._lines += payload
+                        return
+                    log.warning("sandbox %s agent stderr: %s", self.short_id,
+                                payload.decode("utf-8", "replace").rstrip())
+                    continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxError("the sandbox did not answer in time")
+            self._sock.settimeout(remaining)
+            try:
+                chunk = self._sock.recv(1 << 20)
+            except socket.timeout:
+                raise SandboxError("the sandbox did not answer in time") from None
+            except OSError as exc:
+                raise SandboxError(f"lost the connection to the sandbox: {exc}") from exc
+            if not chunk:
+                raise SandboxError("the sandbox exited")
+            self._frames += chunk
+
+
+def owner_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def remove_leftovers(client: docker.DockerClient, instance: str) -> int:
+    """Remove sandboxes of an earlier server of this instance, or of a dead process here.
+
+    Returns how many were removed.
+    """
+    host = socket.gethostname()
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL_ROLE}={ROLE_SANDBOX}"}):
+        labels = container.labels
+        owner_host, _, owner_pid = labels.get(LABEL_OWNER, "").rpartition(":")
+        stale = labels.get(LABEL_INSTANCE) == instance or (
+            owner_host == host and owner_pid.isdigit() and not _pid_alive(int(owner_pid))
+        )
+        if stale and labels.get(LABEL_OWNER) != owner_label():
+            try:
+                container.remove(force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
