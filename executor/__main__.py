@@ -1,0 +1,171 @@
+"""Command line: `python -m executor serve | run-batch | build-image | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from executor.limits import ServerLimits
+from executor.server import ServerConfig
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pool-size", type=int, default=os.cpu_count() or 1,
+                   help="sandboxes kept warm (default: number of cores)")
+    p.add_argument("--isolation", choices=("pooled", "fresh"), default="pooled",
+                   help="pooled: reuse a container across jobs (wiped between them); "
+                        "fresh: a new container for every job")
+    p.add_argument("--sandbox-base", default=None,
+                   help="base image for the sandbox: 'offline' (debootstrap) or an image such as "
+                        "python:3.11-slim (default: offline when debootstrap is usable)")
+    p.add_argument("--runtime", default=None, help="Docker runtime for sandboxes, e.g. runsc (gVisor)")
+    p.add_argument("--default-timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--default-memory", type=int, default=1024, help="MiB (default 1024)")
+    p.add_argument("--max-timeout", type=float, default=120.0)
+    p.add_argument("--max-memory", type=int, default=4096)
+
+
+def _server_config(args, host: str, port: int) -> ServerConfig:
+    limits = ServerLimits(
+        default_timeout_s=args.default_timeout, default_memory_mb=args.default_memory,
+        max_timeout_s=max(args.max_timeout, args.default_timeout),
+        max_memory_mb=max(args.max_memory, args.default_memory),
+    )
+    return ServerConfig(
+        host=host, port=port, pool_size=args.pool_size, isolation=args.isolation, limits=limits,
+        sandbox_base=args.sandbox_base, runtime=args.runtime,
+    )
+
+
+def cmd_serve(args) -> int:
+    from executor.server import serve
+
+    cfg = _server_config(args, args.host, args.port)
+    cfg.metrics_port = args.metrics_port
+    cfg.max_streams = args.max_streams
+    cfg.instance = args.instance
+    cfg.token = args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN") or None
+    cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
+    if bool(cfg.tls_cert) != bool(cfg.tls_key):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    serve(cfg)
+    return 0
+
+
+def cmd_run_batch(args) -> int:
+    from executor.batch import run_batch
+    from executor.client import Client, ExecutorError
+
+    if not args.input.is_file():
+        print(f"error: input file {args.input} does not exist", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        if args.target:
+            targets = args.target
+        else:
+            from executor.server import ExecutorServer
+
+            print("no --target: starting an embedded executor for this batch", file=sys.stderr)
+            server = ExecutorServer(_server_config(args, "127.0.0.1", 0)).start()
+            stack.callback(server.stop)
+            if not server.pool.engine_reachable:
+                print(f"error: {server.pool.state().engine_error}", file=sys.stderr)
+                return 1
+            targets = [f"127.0.0.1:{server.port}"]
+        client = stack.enter_context(Client(
+            targets, token=args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN") or None,
+            cache_path=args.cache))
+        try:
+            report = run_batch(args.input, args.output, client, args.concurrency,
+                               progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: results so far are in {args.output}; "
+                  "run the same command again to resume", file=sys.stderr)
+            return 130
+        except ExecutorError as exc:
+            print(f"error: {exc}\nresults so far are in {args.output}; run again to resume",
+                  file=sys.stderr)
+            return 1
+    print(report.summary(), file=sys.stderr)
+    return 2 if report.input_errors or report.rejected else 0
+
+
+def cmd_build_image(args) -> int:
+    import docker
+
+    from executor.image import ensure_sandbox_image
+
+    tag = ensure_sandbox_image(docker.from_env(timeout=600), args.base)
+    print(tag)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from executor.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m executor", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("SELFALIGN_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gRPC executor service")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics on this HTTP port (default: off)")
+    p.add_argument("--max-streams", type=int, default=64,
+                   help="concurrent calls accepted; more get RESOURCE_EXHAUSTED")
+    p.add_argument("--instance", default=None,
+                   help="name whose leftover containers this server removes on start "
+                        "(default: server-PORT)")
+    p.add_argument("--token", default=None,
+                   help="require 'authorization: Bearer TOKEN' on every call but health "
+                        "(or set SELFALIGN_EXECUTOR_TOKEN)")
+    p.add_argument("--tls-cert", default=None, help="server certificate (PEM) for TLS")
+    p.add_argument("--tls-key", default=None, help="server private key (PEM) for TLS")
+    p.add_argument("--tls-client-ca", default=None, help="CA (PEM) that client certificates must chain to (mutual TLS)")
+    _add_server_options(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("run-batch", help="execute a JSONL file of programs")
+    p.add_argument("input", type=Path)
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--target", action="append", default=[],
+                   help="HOST:PORT of an executor; repeat for several (default: embedded executor)")
+    p.add_argument("--concurrency", type=int, default=64, help="programs in flight (default 64)")
+    p.add_argument("--cache", default=None, help="on-disk result cache (SQLite file)")
+    p.add_argument("--token", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    _add_server_options(p)
+    p.set_defaults(func=cmd_run_batch)
+
+    p = sub.add_parser("build-image", help="build the sandbox image (offline or from a registry)")
+    p.add_argument("--base", default=None, help="'offline' or a base image (default: auto)")
+    p.set_defaults(func=cmd_build_image)
+
+    p = sub.add_parser("bench", help="throughput benchmark on HumanEval programs")
+    p.add_argument("--runners", default="pooled,fresh,subprocess,docker-run,fork",
+                   help="comma-separated runners to compare")
+    p.add_argument("--limit", type=int, default=None, help="use only this many problems")
+    p.add_argument("--docker-run-limit", type=int, default=40,
+                   help="programs for the slow docker-run runner (default 40)")
+    p.add_argument("--concurrency", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--pool-size", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
+    p.set_defaults(func=cmd_bench)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

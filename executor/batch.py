@@ -1,0 +1,152 @@
+"""`run-batch`: execute a JSONL file of programs into a JSONL file of results.
+
+Resumable: results are appended and flushed as they arrive, and a re-run with the same output
+file skips ids that already have a result (a line cut short by a crash is dropped and redone).
+Bad input lines are reported with their line numbers; the rest still runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from executor.client import Client, Rejected
+from executor.jobs import ExecutionResult, Limits, Program
+
+
+@dataclass
+class BatchReport:
+    total_rows: int = 0
+    skipped_done: int = 0
+    executed: int = 0
+    by_status: collections.Counter = field(default_factory=collections.Counter)
+    input_errors: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"{self.executed} executed, {self.skipped_done} already done, "
+                 f"{len(self.input_errors)} bad input line(s), {len(self.rejected)} rejected"]
+        for status, n in sorted(self.by_status.items()):
+            lines.append(f"  {status:<14} {n}")
+        for msg in self.input_errors[:20] + self.rejected[:20]:
+            lines.append(f"  ! {msg}")
+        hidden = max(0, len(self.input_errors) - 20) + max(0, len(self.rejected) - 20)
+        if hidden:
+            lines.append(f"  ! ... and {hidden} more")
+        return "\n".join(lines)
+
+
+def read_done_ids(output: Path) -> set[str]:
+    """Ids that already have a result; drops a partial last line left by a crash."""
+    done: set[str] = set()
+    if not output.exists():
+        return done
+    with open(output, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            f.truncate(end)  # the last row was cut short: it will be run again
+        for line in data[:end].splitlines():
+            with contextlib.suppress(ValueError, AttributeError):
+                done.add(json.loads(line)["id"])
+    return done
+
+
+def parse_row(line: bytes, lineno: int) -> tuple[Program | None, str | None]:
+    try:
+        row = json.loads(line)
+    except ValueError as exc:
+        return None, f"line {lineno}: not valid JSON ({exc.msg})"
+    if not isinstance(row, dict):
+        return None, f"line {lineno}: expected a JSON object"
+    rid, code = row.get("id"), row.get("code")
+    if not isinstance(rid, str) or not rid:
+        return None, f"line {lineno}: 'id' must be a non-empty string"
+    if not isinstance(code, str):
+        return None, f"line {lineno}: 'code' must be a string (id {rid!r})"
+    stdin = row.get("stdin", "")
+    if not isinstance(stdin, str):
+        return None, f"line {lineno}: 'stdin' must be a string (id {rid!r})"
+    timeout, memory = row.get("timeout_s"), row.get("memory_mb")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                or not math.isfinite(timeout)):
+        return None, f"line {lineno}: 'timeout_s' must be a number (id {rid!r})"
+    if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool)):
+        return None, f"line {lineno}: 'memory_mb' must be an integer (id {rid!r})"
+    return Program(code=code, id=rid, stdin=stdin.encode(), limits=Limits(timeout, memory)), None
+
+
+def iter_programs(path: Path, done: set[str], report: BatchReport,
+                  line_of: dict[str, int]) -> Iterator[Program]:
+    seen: set[str] = set()
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            report.total_rows += 1
+            program, error = parse_row(line, lineno)
+            if error:
+                report.input_errors.append(error)
+                continue
+            if program.id in seen:
+                report.input_errors.append(f"line {lineno}: duplicate id {program.id!r} (first kept)")
+                continue
+            seen.add(program.id)
+            if program.id in done:
+                report.skipped_done += 1
+                continue
+            line_of[program.id] = lineno
+            yield program
+
+
+def count_rows(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def run_batch(input_path: Path, output_path: Path, client: Client, concurrency: int,
+              progress: bool = True) -> BatchReport:
+    report = BatchReport()
+    done = read_done_ids(output_path)
+    line_of: dict[str, int] = {}
+    total = count_rows(input_path)
+    bar = tqdm(total=total, initial=len(done), unit="prog", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(output_path, "a", encoding="utf-8") as out:
+        try:
+            programs = iter_programs(input_path, done, report, line_of)
+            for item in client.execute_many(programs, max_in_flight=concurrency, return_rejected=True):
+                if isinstance(item, Rejected):
+                    report.rejected.append(
+                        f"line {line_of.get(item.id, '?')}: id {item.id!r} rejected ({item.code}): {item.message}")
+                else:
+                    _write(out, item)
+                    report.executed += 1
+                    report.by_status[item.status.value] += 1
+                bar.update(1)
+                bar.set_postfix(_postfix(report), refresh=False)
+        finally:
+            out.flush()
+            os.fsync(out.fileno())
+            bar.close()
+    return report
+
+
+def _write(out, result: ExecutionResult) -> None:
+    row = result.to_row()
+    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def _postfix(report: BatchReport) -> dict[str, int]:
+    return {k[:4].lower(): v for k, v in report.by_status.items()}

@@ -1,0 +1,513 @@
+"""The client library the generator and trainer use to run programs.
+
+`AsyncClient` holds the logic; `Client` is the same API for synchronous code, driving an
+AsyncClient on a private event loop thread.
+
+`execute_many` streams programs to one or more servers with a bounded number in flight and
+yields results as they complete. Each server (target) pulls work while it has capacity, so a
+faster or less loaded server takes more. When a stream breaks (server restarted, network
+blip) the programs that had no result yet go back to the shared queue and are resent, to the
+same server after a backoff or to another one: every program gets exactly one result. A
+program whose server failed under it `max_attempts` times gets a SANDBOX_ERROR result instead
+of being retried forever (it may be what kills the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import random
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import grpc
+import grpc.aio
+
+from executor.cache import ResultCache
+from executor.jobs import ExecutionResult, Limits, Program, Status
+from executor.v1 import executor_pb2 as pb
+from executor.v1 import executor_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
+             grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.enable_retries", 0),
+]
+
+
+class ExecutorError(Exception):
+    """The executor refused a program or could not be reached; `code` is the gRPC status."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None, program_id: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.program_id = program_id
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A program the server refused to run (bad input); yielded with `return_rejected`."""
+
+    id: str
+    code: str
+    message: str
+
+
+@dataclass
+class ClientConfig:
+    targets: list[str]
+    token: str | None = None
+    tls_root_cert: bytes | None = None
+    tls_client_cert: bytes | None = None
+    tls_client_key: bytes | None = None
+    cache_path: str | None = None
+    retry_timeout_s: float = 120.0   # give up after a target is unreachable this long
+    max_attempts: int = 3            # server failures under one program before SANDBOX_ERROR
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    extra_channel_options: list = field(default_factory=list)
+
+
+class AsyncClient:
+    def __init__(self, targets: str | Iterable[str], *, token: str | None = None,
+                 tls_root_cert: bytes | None = None, tls_client_cert: bytes | None = None,
+                 tls_client_key: bytes | None = None, cache_path: str | None = None,
+                 retry_timeout_s: float = 120.0, max_attempts: int = 3) -> None:
+        targets = [targets] if isinstance(targets, str) else list(targets)
+        targets = [t.strip() for item in targets for t in item.split(",") if t.strip()]
+        if not targets:
+            raise ValueError("at least one target (HOST:PORT) is needed")
+        self.config = ClientConfig(
+            targets, token, tls_root_cert, tls_client_cert, tls_client_key, cache_path,
+            retry_timeout_s, max_attempts,
+        )
+        self._channels: list[grpc.aio.Channel] = []
+        self._stubs: list[pb_grpc.ExecutorStub] = []
+        self._next_target = itertools.count()
+        self._cache = ResultCache(cache_path) if cache_path else None
+        self._cache_scope: str | None = None
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _ensure_channels(self) -> None:
+        if self._stubs:
+            return
+        cfg = self.config
+        for target in cfg.targets:
+            options = _CHANNEL_OPTIONS + cfg.extra_channel_options
+            if cfg.tls_root_cert or cfg.tls_client_cert:
+                creds = grpc.ssl_channel_credentials(cfg.tls_root_cert, cfg.tls_client_key, cfg.tls_client_cert)
+                channel = grpc.aio.secure_channel(target, creds, options=options)
+            else:
+                channel = grpc.aio.insecure_channel(target, options=options)
+            self._channels.append(channel)
+            self._stubs.append(pb_grpc.ExecutorStub(channel))
+
+    @property
+    def _metadata(self) -> tuple:
+        return (("authorization", f"Bearer {self.config.token}"),) if self.config.token else ()
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+        self._channels.clear()
+        self._stubs.clear()
+        if self._cache is not None:
+            self._cache.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def info(self, target_index: int = 0, timeout: float = 10.0) -> pb.ServerInfo:
+        self._ensure_channels()
+        return await self._with_retries(
+            lambda stub: stub.GetInfo(pb.GetInfoRequest(), metadata=self._metadata, timeout=timeout),
+            fixed_target=target_index,
+        )
+
+    async def wait_until_ready(self, timeout: float = 60.0) -> None:
+        """Wait until every target reports its pool started (useful right after a server start)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for i in range(len(self.config.targets)):
+            while True:
+                try:
+                    info = await self.info(i, timeout=5.0)
+                    if info.pool.engine_reachable and info.pool.ready + info.pool.busy >= info.pool.size:
+                        break
+                except ExecutorError:
+                    pass
+                if loop.time() > deadline:
+                    raise ExecutorError(f"{self.config.targets[i]} not ready after {timeout} s",
+                                        grpc.StatusCode.DEADLINE_EXCEEDED)
+                await asyncio.sleep(0.2)
+
+    # -- one program ---------------------------------------------------------------------
+
+    async def execute(self, program: Program | str, timeout: float | None = None) -> ExecutionResult:
+        """Run one program; retries on another target or after a backoff when unreachable."""
+        program = Program(program) if isinstance(program, str) else program
+        self._ensure_channels()
+        key = await self._cache_key(program)
+        if key is not None and (hit := self._cache.get(key)) is not None:
+            hit.id = program.id
+            return hit
+        request = program.to_proto()
+        msg = await self._with_retries(
+            lambda stub: stub.Execute(request, metadata=self._metadata, timeout=timeout))
+        result = ExecutionResult.from_proto(msg)
+        if key is not None:
+            self._cache.put(key, result)
+        return result
+
+    async def _with_retries(self, call, fixed_target: int | None = None):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.retry_timeout_s
+        delay = self.config.backoff_initial_s
+        while True:
+            index = fixed_target if fixed_target is not None else next(self._next_target) % len(self._stubs)
+            try:
+                return await call(self._stubs[index])
+            except grpc.aio.AioRpcError as exc:
+                if not _retryable(exc):
+                    raise ExecutorError(exc.details() or str(exc.code()), exc.code()) from None
+                if loop.time() + delay > deadline:
+                    raise ExecutorError(
+                        f"{self.config.targets[index]}: {exc.details() or exc.code()} "
+                        f"(gave up after {self.config.retry_timeout_s:g} s)", exc.code()) from None
+                log.info("executor %s: %s; retrying in %.1f s", self.config.targets[index],
+                         exc.code().name, delay)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.config.backoff_max_s)
+
+    # -- many programs -------------------------------------------------------------------
+
+    async def execute_many(
+        self,
+        programs: Iterable[Program] | AsyncIterable[Program],
+        max_in_flight: int = 64,
+        return_rejected: bool = False,
+    ) -> AsyncIterator[ExecutionResult | Rejected]:
+        """Yield one result per program, in completion order.
+
+        At most `max_in_flight` programs are outstanding over all targets together, so an
+        endless or huge iterable is read only as fast as results come back. A program the
+        server refuses (empty code, limits over the maxima...) raises ExecutorError, or is
+        yielded as `Rejected` when `return_rejected` is set.
+        """
+        self._ensure_channels()
+        run = _Batch(self, programs, max_in_flight)
+        async for item in run.results():
+            if isinstance(item, Rejected) and not return_rejected:
+                await run.cancel()
+                raise ExecutorError(f"program {item.id!r} rejected: {item.message}",
+                                    getattr(grpc.StatusCode, item.code, None), item.id)
+            yield item
+
+    async def _cache_key(self, program: Program) -> str | None:
+        if self._cache is None:
+            return None
+        if self._cache_scope is None:
+            images = set()
+            defaults = None
+            for i in range(len(self._stubs)):
+                info = await self.info(i)
+                images.add(info.sandbox_image)
+                defaults = info.default_limits
+            if len(images) > 1:
+                raise ExecutorError(
+                    f"targets run different sandbox images ({', '.join(sorted(images))}); "
+                    "a result cache needs them all the same")
+            self._cache_scope = images.pop() + "|" + defaults.SerializeToString().hex()
+        lim = program.limits
+        return ResultCache.key(self._cache_scope, program.language, program.code,
+                               program.stdin if isinstance(program.stdin, bytes) else program.stdin.encode(),
+                               (lim.timeout_s, lim.memory_mb, lim.max_output_bytes))
+
+
+@dataclass
+class _Pause:
+    until: float = 0.0
+
+
+class _Batch:
+    """State of one execute_many call: shared work queue, per-target streams, results."""
+
+    def __init__(self, client: AsyncClient, programs, max_in_flight: int) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.client = client
+        self.source = programs
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.retry: collections.deque[tuple[str, Program]] = collections.deque()
+        self.programs: dict[str, Program] = {}     # wire key -> program, until its result
+        self.attempts: collections.Counter = collections.Counter()
+        self.cond = asyncio.Condition()
+        self.out: asyncio.Queue = asyncio.Queue()
+        self.source_done = False
+        self.seq = itertools.count()
+        self.tasks: list[asyncio.Task] = []
+        self.failed_targets = 0
+
+    async def results(self) -> AsyncIterator[ExecutionResult | Rejected]:
+        self._iter = (self.source.__aiter__() if hasattr(self.source, "__aiter__")
+                      else iter(self.source))
+        self.tasks = [asyncio.create_task(self._target(i)) for i in range(len(self.client._stubs))]
+        try:
+            while True:
+                item = await self.out.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            await self.cancel()
+
+    async def cancel(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _finished(self) -> bool:
+        return self.source_done and not self.retry and not self.programs
+
+    async def _emit(self, key: str, item) -> None:
+        """Deliver the one result of `key` (later duplicates, e.g. after a retry, are dropped)."""
+        program = self.programs.pop(key, None)
+        if program is None:
+            return
+        self.slots.release()
+        if isinstance(item, ExecutionResult):
+            cache_key = await self.client._cache_key(program)
+            if cache_key is not None:
+                self.client._cache.put(cache_key, item)
+            item.id = program.id
+        await self.out.put(item)
+        async with self.cond:
+            self.cond.notify_all()
+            if self._finished():
+                await self.out.put(None)
+
+    async def _next(self) -> tuple[str, Program] | None:
+        """The next program to send: a retry first, then the source; None when all is done."""
+        await self.slots.acquire()
+        while True:
+            if self.retry:
+                return self.retry.popleft()
+            if not self.source_done:
+                program = await self._pull()
+                if program is None:
+                    self.source_done = True
+                    async with self.cond:
+                        self.cond.notify_all()
+                        if self._finished():
+                            await self.out.put(None)
+                    continue
+                key = str(next(self.seq))
+                self.programs[key] = program
+                cache_key = await self.client._cache_key(program)
+                if cache_key is not None and (hit := self.client._cache.get(cache_key)) is not None:
+                    await self._emit(key, hit)
+                    await self.slots.acquire()
+                    continue
+                return key, program
+            if not self.programs:
+                self.slots.release()
+                return None
+            async with self.cond:
+                await self.cond.wait()
+
+    async def _pull(self) -> Program | None:
+        try:
+            if hasattr(self._iter, "__anext__"):
+                program = await self._iter.__anext__()
+            else:
+                program = next(self._iter)
+        except (StopIteration, StopAsyncIteration):
+            return None
+        return Program(program) if isinstance(program, str) else program
+
+    async def _target(self, index: int) -> None:
+        try:
+            await self._drive_target(index)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never leave the consumer waiting on a dead task
+            await self.out.put(exc)
+
+    async def _drive_target(self, index: int) -> None:
+        """Keep one stream to target `index` busy until the whole batch is done."""
+        client = self.client
+        target = client.config.targets[index]
+        loop = asyncio.get_running_loop()
+        delay = client.config.backoff_initial_s
+        down_since: float | None = None
+
+        def give_up(message: str, code) -> bool:
+            if loop.time() - down_since <= client.config.retry_timeout_s:
+                return False
+            self.failed_targets += 1
+            if self.failed_targets == len(client._stubs):
+                self.out.put_nowait(ExecutorError(
+                    f"no executor reachable ({', '.join(client.config.targets)}): {message}", code))
+            return True
+
+        while not self._finished():
+            sent: dict[str, Program] = {}
+            pause = _Pause()
+            call = client._stubs[index].ExecuteStream(metadata=client._metadata)
+            sender = asyncio.create_task(self._send(call, sent, pause))
+            try:
+                async for resp in call:
+                    if resp.id not in sent:
+                        continue
+                    sent.pop(resp.id)
+                    if resp.HasField("result"):
+                        down_since, delay = None, client.config.backoff_initial_s
+                        await self._emit(resp.id, ExecutionResult.from_proto(resp.result))
+                    elif resp.error.code == grpc.StatusCode.UNAVAILABLE.value[0]:
+                        # The server is up but cannot run programs (e.g. its Docker engine is
+                        # down): hold this target back and let the program go elsewhere.
+                        await self._requeue(resp.id, failure=False)
+                        down_since = down_since or loop.time()
+                        if give_up(resp.error.message, grpc.StatusCode.UNAVAILABLE):
+                            call.cancel()
+                            return
+                        pause.until = loop.time() + delay * (0.5 + random.random())
+                        delay = min(delay * 2, client.config.backoff_max_s)
+                    else:
+                        prog = self.programs.get(resp.id)
+                        await self._emit(resp.id, Rejected(
+                            prog.id if prog else resp.id, _code_name(resp.error.code), resp.error.message))
+                await sender
+                if not sent:
+                    return
+            except grpc.aio.AioRpcError as exc:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+                for key in list(sent):
+                    await self._requeue(key, failure=True)
+                if not _retryable(exc):
+                    await self.out.put(ExecutorError(f"{target}: {exc.details() or exc.code()}", exc.code()))
+                    return
+                down_since = down_since or loop.time()
+                if give_up(exc.details() or str(exc.code()), exc.code()):
+                    return
+                log.info("executor %s stream broke (%s); reconnecting in %.1f s", target,
+                         exc.code().name, delay)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, client.config.backoff_max_s)
+
+    async def _send(self, call, sent: dict[str, Program], pause: _Pause) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if (wait := pause.until - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            item = await self._next()
+            if item is None:
+                await call.done_writing()
+                return
+            key, program = item
+            sent[key] = program
+            request = program.to_proto()
+            request.id = key
+            await call.write(request)
+
+    async def _requeue(self, key: str, failure: bool) -> None:
+        program = self.programs.get(key)
+        if program is None:
+            return
+        if failure:
+            self.attempts[key] += 1
+            if self.attempts[key] >= self.client.config.max_attempts:
+                await self._emit(key, ExecutionResult(
+                    id=program.id, status=Status.SANDBOX_ERROR,
+                    reason=f"the executor failed {self.attempts[key]} times while running this program"))
+                return
+        self.slots.release()
+        self.retry.append((key, program))
+        async with self.cond:
+            self.cond.notify_all()
+
+
+def _retryable(exc: grpc.aio.AioRpcError) -> bool:
+    """Transport trouble is retried; a refusal of the request itself is not."""
+    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in (exc.details() or ""):
+        return False  # the program is too large: resending cannot help
+    return exc.code() in RETRYABLE
+
+
+def _code_name(value: int) -> str:
+    for code in grpc.StatusCode:
+        if code.value[0] == value:
+            return code.name
+    return str(value)
+
+
+class Client:
+    """Synchronous client: the AsyncClient's API on a private event-loop thread."""
+
+    def __init__(self, targets: str | Iterable[str], **kwargs) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="executor-client", daemon=True)
+        self._thread.start()
+        self._async = self._call(_make_async(targets, kwargs))
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def execute(self, program: Program | str, timeout: float | None = None) -> ExecutionResult:
+        return self._call(self._async.execute(program, timeout))
+
+    def execute_many(self, programs: Iterable[Program], max_in_flight: int = 64,
+                     return_rejected: bool = False) -> Iterator[ExecutionResult | Rejected]:
+        """Like AsyncClient.execute_many. `programs` is read on the client's loop thread."""
+        agen = self._async.execute_many(programs, max_in_flight, return_rejected)
+        try:
+            while True:
+                try:
+                    yield self._call(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(agen.aclose())
+
+    def info(self, target_index: int = 0) -> pb.ServerInfo:
+        return self._call(self._async.info(target_index))
+
+    def wait_until_ready(self, timeout: float = 60.0) -> None:
+        self._call(self._async.wait_until_ready(timeout))
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._call(self._async.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+async def _make_async(targets, kwargs) -> AsyncClient:
+    return AsyncClient(targets, **kwargs)
+
+
+__all__ = ["AsyncClient", "Client", "ExecutorError", "Limits", "Program", "Rejected"]

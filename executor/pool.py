@@ -1,0 +1,367 @@
+"""A warm pool of sandboxes and the queue of jobs they take.
+
+Each slot is a thread that owns one sandbox. It starts its container *before* taking a job,
+so in steady state no job pays for a container start, and it replaces the container after a
+job that timed out, ran out of memory or left something behind. `fresh` isolation is the same
+machinery replacing the container after every job: one container per job, but started ahead.
+
+A sandbox that dies under a job is the sandbox's fault, not the program's: the job is retried
+once on a new container, and only if that fails too is it reported as SANDBOX_ERROR. When the
+Docker engine itself is unreachable, queued and new jobs fail at once with EngineUnavailable
+(the server turns that into UNAVAILABLE) and the pool rebuilds itself when the engine returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import docker
+import docker.errors
+
+from executor.jobs import ExecutionResult, Program, Status
+from executor.limits import ResolvedLimits
+from executor.sandbox import (
+    LABEL_INSTANCE,
+    LABEL_OWNER,
+    Sandbox,
+    SandboxConfig,
+    SandboxError,
+    owner_label,
+    remove_leftovers,
+)
+
+log = logging.getLogger(__name__)
+
+# Time the agent may take beyond a job's own limit to clean up and answer.
+AGENT_GRACE_S = 10.0
+ENGINE_CHECK_INTERVAL_S = 1.0
+
+
+class EngineUnavailable(RuntimeError):
+    """The Docker engine cannot be reached; the message names where it was looked for."""
+
+
+@dataclass
+class _Job:
+    program: Program
+    limits: ResolvedLimits
+    future: Future
+    submitted: float
+
+
+@dataclass(frozen=True)
+class PoolState:
+    isolation: str
+    size: int
+    ready: int
+    busy: int
+    queued: int
+    engine_reachable: bool
+    engine_error: str
+
+
+class Pool:
+    def __init__(
+        self,
+        client_factory: Callable[[], docker.DockerClient],
+        config: SandboxConfig,
+        size: int,
+        isolation: str = "pooled",
+        instance: str | None = None,
+        on_result: Callable[[ExecutionResult, float], None] | None = None,
+        on_engine_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        if isolation not in ("pooled", "fresh"):
+            raise ValueError(f"isolation must be 'pooled' or 'fresh', not {isolation!r}")
+        if size < 1:
+            raise ValueError("pool size must be at least 1")
+        self._client_factory = client_factory
+        self.instance = instance or f"embedded-{uuid.uuid4().hex[:8]}"
+        self.config = replace(
+            config, labels={**config.labels, LABEL_INSTANCE: self.instance, LABEL_OWNER: owner_label()}
+        )
+        self.size = size
+        self.isolation = isolation
+        self._on_result = on_result
+        self._on_engine_change = on_engine_change
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._ready = 0
+        self._busy = 0
+        self._stopping = threading.Event()
+        self._engine_ok = threading.Event()
+        self._engine_error = "not checked yet"
+        self._engine_checked = False
+        self._client: docker.DockerClient | None = None
+        self._remover = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-remove")
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect to the engine, clear leftovers of a crashed predecessor, start the slots.
+
+        Does not fail when the engine is down: the pool reports NOT_SERVING and waits for it.
+        """
+        if self._check_engine():
+            removed = remove_leftovers(self._client, self.instance)
+            if removed:
+                log.info("removed %d sandbox container(s) left by an earlier server", removed)
+        for i in range(self.size):
+            t = threading.Thread(target=self._slot, name=f"slot-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._watch_engine, name="engine-watch", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> bool:
+        """Block until every slot has a started sandbox (or the timeout)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._ready + self._busy >= self.size:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def close(self, drain: bool = True, timeout_s: float = 60.0) -> None:
+        """Stop the slots (after the queued jobs if `drain`) and remove every container."""
+        if not drain:
+            self._fail_queued(RuntimeError("the executor is shutting down"))
+        for _ in range(self.size):
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            if t.name.startswith("slot-"):
+                t.join(max(0.0, deadline - time.monotonic()))
+        self._stopping.set()
+        self._fail_queued(RuntimeError("the executor shut down"))
+        self._remover.shutdown(wait=True)
+        if self._client is not None:
+            try:
+                remove_leftovers(self._client, self.instance)
+            except docker.errors.DockerException:
+                pass
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def submit(self, program: Program, limits: ResolvedLimits) -> Future:
+        if self._stopping.is_set():
+            raise RuntimeError("the executor is shutting down")
+        if not self._engine_ok.is_set():
+            raise EngineUnavailable(self._engine_error)
+        fut: Future = Future()
+        self._queue.put(_Job(program, limits, fut, time.monotonic()))
+        return fut
+
+    def state(self) -> PoolState:
+        with self._lock:
+            return PoolState(
+                self.isolation, self.size, self._ready, self._busy, self._queue.qsize(),
+                self._engine_ok.is_set(), "" if self._engine_ok.is_set() else self._engine_error,
+            )
+
+    @property
+    def engine_reachable(self) -> bool:
+        return self._engine_ok.is_set()
+
+    # -- slots ---------------------------------------------------------------------------
+
+    def _slot(self) -> None:
+        sandbox: Sandbox | None = None
+        while not self._stopping.is_set():
+            if sandbox is None:
+                sandbox = self._start_sandbox()
+                if sandbox is None:
+                    continue
+                self._count(ready=+1)
+            try:
+                job = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if job is None:
+                break
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            self._count(ready=-1, busy=+1)
+            result, keep = self._run(sandbox, job)
+            if not keep:
+                self._retire(sandbox)
+                sandbox = None
+            self._count(busy=-1, ready=+1 if sandbox is not None else 0)
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+                continue
+            if self._on_result is not None:
+                self._on_result(result, time.monotonic() - job.submitted)
+            job.future.set_result(result)
+        if sandbox is not None:
+            self._count(ready=-1)
+            self._retire(sandbox)
+
+    def _start_sandbox(self) -> Sandbox | None:
+        if not self._engine_ok.wait(timeout=0.5):
+            return None
+        sandbox = Sandbox(self._client, self.config)
+        try:
+            sandbox.start()
+            return sandbox
+        except SandboxError as exc:
+            log.warning("sandbox start failed: %s", exc)
+            if not self._check_engine():
+                return None
+            time.sleep(1.0)  # the engine is up but refuses: do not spin
+            return None
+
+    def _run(self, sandbox: Sandbox, job: _Job) -> tuple[ExecutionResult | BaseException, bool]:
+        """Run a job, retrying once on a new sandbox if the sandbox failed under it.
+
+        Returns the result (or an exception for the caller) and whether `sandbox` may be reused.
+        """
+        try:
+            reply = self._ask(sandbox, job)
+        except SandboxError as first:
+            if sandbox.oom_killed():
+                return self._oom_result(job, sandbox), False
+            self._retire(sandbox)
+            if not self._check_engine():
+                return EngineUnavailable(self._engine_error), False
+            log.warning("sandbox %s failed under job %r (%s); retrying once on a new one",
+                        sandbox.short_id, job.program.id, first)
+            retry = self._start_sandbox()
+            if retry is None:
+                return self._sandbox_error(job, f"{first}; no new sandbox could be started"), False
+            try:
+                reply = self._ask(retry, job)
+            except SandboxError as second:
+                oom = retry.oom_killed()
+                self._retire(retry)
+                if oom:
+                    return self._oom_result(job, retry), False
+                return self._sandbox_error(job, f"{first}; on retry: {second}"), False
+            self._retire(retry)
+            return self._result(job, reply), False
+        if "agent_error" in reply:
+            return self._sandbox_error(job, f"agent error: {reply['agent_error']}"), False
+        result = self._result(job, reply)
+        keep = (
+            self.isolation == "pooled"
+            and reply.get("clean", False)
+            and result.status not in (Status.TIMEOUT, Status.MEMORY_LIMIT)
+        )
+        return result, keep
+
+    def _ask(self, sandbox: Sandbox, job: _Job) -> dict:
+        sandbox.set_memory(job.limits.memory_mb)
+        return sandbox.run(
+            {
+                "id": job.program.id,
+                "code": job.program.code,
+                "stdin_b64": base64.b64encode(job.program.stdin).decode(),
+                "timeout_s": job.limits.timeout_s,
+                "max_output_bytes": job.limits.max_output_bytes,
+            },
+            timeout_s=job.limits.timeout_s + AGENT_GRACE_S,
+        )
+
+    def _result(self, job: _Job, reply: dict) -> ExecutionResult:
+        return ExecutionResult(
+            id=job.program.id,
+            status=Status(reply["status"]),
+            exit_code=reply.get("exit_code"),
+            signal=reply.get("signal"),
+            stdout=base64.b64decode(reply.get("stdout_b64", "")),
+            stderr=base64.b64decode(reply.get("stderr_b64", "")),
+            stdout_truncated=reply.get("stdout_truncated", False),
+            stderr_truncated=reply.get("stderr_truncated", False),
+            wall_time_s=reply.get("wall_time_s", 0.0),
+            cpu_time_s=reply.get("cpu_time_s", 0.0),
+            peak_memory_mb=reply.get("peak_memory_mb", 0.0),
+            reason=reply.get("reason", ""),
+            sandbox_image=self.config.image,
+        )
+
+    def _oom_result(self, job: _Job, sandbox: Sandbox) -> ExecutionResult:
+        return ExecutionResult(
+            id=job.program.id, status=Status.MEMORY_LIMIT, signal=9,
+            reason=f"exceeded the memory limit of {job.limits.memory_mb} MiB; the kernel "
+                   "killed the whole sandbox",
+            peak_memory_mb=float(job.limits.memory_mb), sandbox_image=self.config.image,
+        )
+
+    def _sandbox_error(self, job: _Job, reason: str) -> ExecutionResult:
+        return ExecutionResult(
+            id=job.program.id, status=Status.SANDBOX_ERROR, reason=reason,
+            sandbox_image=self.config.image,
+        )
+
+    def _retire(self, sandbox: Sandbox) -> None:
+        """Remove a container in the background so the slot can start the next one now."""
+        try:
+            self._remover.submit(sandbox.remove)
+        except RuntimeError:  # shutting down: remove inline
+            sandbox.remove()
+
+    def _count(self, ready: int = 0, busy: int = 0) -> None:
+        with self._lock:
+            self._ready += ready
+            self._busy += busy
+
+    # -- engine --------------------------------------------------------------------------
+
+    def _check_engine(self) -> bool:
+        try:
+            if self._client is None:
+                self._client = self._client_factory()
+            self._client.ping()
+        except Exception as exc:  # docker raises several unrelated types here
+            self._set_engine(False, f"Docker engine unreachable at {_engine_address(self._client)}: {exc}")
+            return False
+        self._set_engine(True, "")
+        return True
+
+    def _set_engine(self, ok: bool, error: str) -> None:
+        was = self._engine_ok.is_set()
+        first = not self._engine_checked
+        self._engine_checked = True
+        if ok:
+            self._engine_ok.set()
+        else:
+            self._engine_error = error
+            self._engine_ok.clear()
+        if was != ok and not first:
+            log.warning("Docker engine %s", "reachable again" if ok else f"lost: {error}")
+            if not ok:
+                self._fail_queued(EngineUnavailable(error))
+            if self._on_engine_change is not None:
+                self._on_engine_change(ok)
+
+    def _watch_engine(self) -> None:
+        while not self._stopping.wait(ENGINE_CHECK_INTERVAL_S):
+            self._check_engine()
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                self._queue.put(None)  # keep stop markers for the slots
+                return
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(exc)
+
+
+def _engine_address(client: docker.DockerClient | None) -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")

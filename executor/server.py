@@ -1,0 +1,326 @@
+"""The gRPC service: Execute, ExecuteStream and GetInfo over the pool, plus standard
+health checking, server reflection, Prometheus metrics and optional TLS and bearer tokens.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import docker
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from executor import __version__, metrics
+from executor.image import ensure_sandbox_image
+from executor.jobs import ExecutionResult, Limits, Program
+from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
+from executor.pool import EngineUnavailable, Pool
+from executor.sandbox import SandboxConfig
+from executor.v1 import executor_pb2 as pb
+from executor.v1 import executor_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Executor"].full_name
+API_VERSION = "v1"
+# Far above max_code_bytes + max_stdin_bytes, so an oversized program reaches the servicer
+# and gets a clear INVALID_ARGUMENT instead of a transport error.
+MAX_MESSAGE_BYTES = 64 << 20
+_END = object()
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    pool_size: int = field(default_factory=lambda: os.cpu_count() or 1)
+    isolation: str = "pooled"
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    sandbox_base: str | None = None
+    runtime: str | None = None
+    cpus_per_sandbox: float = 1.0
+    pids_limit: int = 128
+    metrics_port: int | None = None
+    max_streams: int = 64
+    max_in_flight_per_stream: int = 256
+    instance: str | None = None
+    token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+
+class ExecutorService(pb_grpc.ExecutorServicer):
+    def __init__(self, pool: Pool, limits: ServerLimits, image: str, runtime: str,
+                 max_in_flight_per_stream: int) -> None:
+        self.pool = pool
+        self.limits = limits
+        self.image = image
+        self.runtime = runtime
+        self.max_in_flight = max_in_flight_per_stream
+
+    def _submit(self, request: pb.ExecuteRequest):
+        program = Program(
+            code=request.code, id=request.id, stdin=request.stdin,
+            limits=Limits.from_proto(request.limits), language=request.language or "python",
+        )
+        resolved = self.limits.check(program)
+        return self.pool.submit(program, resolved)
+
+    def Execute(self, request, context):
+        try:
+            future = self._submit(request)
+        except RequestTooLarge as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except InvalidRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except EngineUnavailable as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except RuntimeError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        context.add_callback(future.cancel)
+        try:
+            result: ExecutionResult = future.result()
+        except futures.CancelledError:
+            context.abort(grpc.StatusCode.CANCELLED, "cancelled by the client")
+        except (EngineUnavailable, RuntimeError) as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return result.to_proto()
+
+    def ExecuteStream(self, request_iterator, context) -> Iterator[pb.StreamResponse]:
+        out: queue.Queue = queue.Queue()
+        slots = threading.BoundedSemaphore(self.max_in_flight)
+        pending: set = set()
+        lock = threading.Condition()
+        cancelled = threading.Event()
+
+        def finish(request_id: str, fut) -> None:
+            try:
+                resp = pb.StreamResponse(id=request_id, result=fut.result().to_proto())
+            except futures.CancelledError:
+                resp = None
+            except (EngineUnavailable, RuntimeError) as exc:
+                resp = _stream_error(request_id, grpc.StatusCode.UNAVAILABLE, str(exc))
+            if resp is not None:
+                out.put(resp)
+            slots.release()
+            with lock:
+                pending.discard(fut)
+                lock.notify_all()
+
+        def read_requests() -> None:
+            try:
+                for request in request_iterator:
+                    # Back-pressure: stop reading (and so let gRPC flow control stop the
+                    # client) while this stream has max_in_flight jobs outstanding.
+                    while not slots.acquire(timeout=0.5):
+                        if cancelled.is_set():
+                            return
+                    if cancelled.is_set():
+                        slots.release()
+                        return
+                    try:
+                        fut = self._submit(request)
+                    except RequestTooLarge as exc:
+                        slots.release()
+                        out.put(_stream_error(request.id, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)))
+                        continue
+                    except InvalidRequest as exc:
+                        slots.release()
+                        out.put(_stream_error(request.id, grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
+                        continue
+                    except (EngineUnavailable, RuntimeError) as exc:
+                        slots.release()
+                        out.put(_stream_error(request.id, grpc.StatusCode.UNAVAILABLE, str(exc)))
+                        continue
+                    with lock:
+                        pending.add(fut)
+                    fut.add_done_callback(lambda f, rid=request.id: finish(rid, f))
+            except grpc.RpcError:
+                pass  # the client went away; the callback below cancels what is queued
+            except Exception:
+                log.exception("stream reader failed")
+            finally:
+                with lock:
+                    while pending and not cancelled.is_set():
+                        lock.wait(0.5)
+                out.put(_END)
+
+        def on_done() -> None:
+            cancelled.set()
+            with lock:
+                for fut in list(pending):
+                    fut.cancel()
+                lock.notify_all()
+
+        context.add_callback(on_done)
+        threading.Thread(target=read_requests, name="stream-reader", daemon=True).start()
+        while True:
+            item = out.get()
+            if item is _END:
+                return
+            yield item
+
+    def GetInfo(self, request, context):
+        state = self.pool.state()
+        return pb.ServerInfo(
+            server_version=__version__, api_version=API_VERSION, languages=list(LANGUAGES),
+            default_limits=self.limits.defaults().to_proto(),
+            max_limits=self.limits.maxima().to_proto(),
+            max_code_bytes=self.limits.max_code_bytes, max_stdin_bytes=self.limits.max_stdin_bytes,
+            pool=pb.PoolInfo(
+                isolation=state.isolation, size=state.size, ready=state.ready, busy=state.busy,
+                queued=state.queued, engine_reachable=state.engine_reachable,
+            ),
+            sandbox_image=self.image, runtime=self.runtime,
+        )
+
+
+def _stream_error(request_id: str, code: grpc.StatusCode, message: str) -> pb.StreamResponse:
+    return pb.StreamResponse(id=request_id, error=pb.StreamError(code=code.value[0], message=message))
+
+
+class _TokenAuth(grpc.ServerInterceptor):
+    """Refuses every call without the bearer token, except health checks (for probes)."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
+            return continuation(handler_call_details)
+        given = dict(handler_call_details.invocation_metadata).get("authorization", "")
+        if hmac.compare_digest(given.encode(), self._expected):
+            return continuation(handler_call_details)
+        return self._deny_stream if handler_call_details.method.endswith("Stream") else self._deny_unary
+
+
+class ExecutorServer:
+    """The whole service: pool, gRPC server and metrics, with start and graceful stop."""
+
+    def __init__(self, config: ServerConfig, docker_client: docker.DockerClient | None = None) -> None:
+        self.config = config
+        self._client_factory = (lambda: docker_client) if docker_client else (
+            lambda: docker.from_env(timeout=30))
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.image = ""
+        self.pool: Pool | None = None
+        self.grpc_server: grpc.Server | None = None
+        self.port = config.port
+        self.metrics_port: int | None = None
+
+    def start(self) -> ExecutorServer:
+        cfg = self.config
+        self._set_health(False)
+        try:
+            client = self._client_factory()
+            self.image = ensure_sandbox_image(client, cfg.sandbox_base)
+        except Exception as exc:  # no engine yet: serve NOT_SERVING and keep trying
+            log.error("Docker engine unreachable or sandbox image unavailable: %s", exc)
+            self.image = "unknown (Docker engine unreachable at start)"
+        runtime = cfg.runtime or "runc"
+        sandbox = SandboxConfig(image=self.image, memory_mb=cfg.limits.default_memory_mb,
+                                cpus=cfg.cpus_per_sandbox, pids_limit=cfg.pids_limit,
+                                runtime=cfg.runtime)
+        self.pool = Pool(
+            self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
+            instance=cfg.instance or f"server-{cfg.port}",
+            on_result=metrics.record_result, on_engine_change=self._set_health,
+        )
+        self.pool.start()
+        self._set_health(self.pool.engine_reachable)
+        interceptors = [_TokenAuth(cfg.token)] if cfg.token else []
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2 * cfg.max_streams + 8, thread_name_prefix="grpc"),
+            interceptors=interceptors,
+            maximum_concurrent_rpcs=cfg.max_streams,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_ExecutorServicer_to_server(
+            ExecutorService(self.pool, cfg.limits, self.image, runtime, cfg.max_in_flight_per_stream),
+            server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        address = f"{_bracket(cfg.host)}:{cfg.port}"
+        if cfg.tls_cert:
+            creds = grpc.ssl_server_credentials(
+                [(_read(cfg.tls_key), _read(cfg.tls_cert))],
+                root_certificates=_read(cfg.tls_client_ca) if cfg.tls_client_ca else None,
+                require_client_auth=bool(cfg.tls_client_ca),
+            )
+            self.port = server.add_secure_port(address, creds)
+        else:
+            self.port = server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"could not bind {address}")
+        server.start()
+        self.grpc_server = server
+        if cfg.metrics_port is not None:
+            self.metrics_port = metrics.serve(cfg.host, cfg.metrics_port, self.pool)
+        log.info("executor %s listening on %s:%d (pool %d, %s, image %s)", __version__,
+                 cfg.host, self.port, cfg.pool_size, cfg.isolation, self.image)
+        return self
+
+    def _set_health(self, ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set("", status)
+        self.health.set(SERVICE_NAME, status)
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop taking calls, let in-flight ones finish, then remove every container."""
+        self.health.enter_graceful_shutdown()
+        if self.grpc_server is not None:
+            self.grpc_server.stop(grace_s).wait()
+        if self.pool is not None:
+            self.pool.close(drain=True)
+        metrics.stop()
+
+    def wait(self) -> None:
+        if self.grpc_server is not None:
+            self.grpc_server.wait_for_termination()
+
+
+def serve(config: ServerConfig) -> None:
+    """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    server = ExecutorServer(config).start()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"executor listening on {config.host}:{server.port} "
+          f"(health: grpc.health.v1, metrics: {server.metrics_port or 'off'})", flush=True)
+    while not stop.wait(1.0):
+        pass
+    print("shutting down: draining in-flight jobs", flush=True)
+    t = time.monotonic()
+    server.stop()
+    print(f"stopped in {time.monotonic() - t:.1f} s", flush=True)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
