@@ -67,6 +67,7 @@ class PoolState:
     queued: int
     engine_reachable: bool
     engine_error: str
+    completed: int
 
 
 class Pool:
@@ -79,6 +80,7 @@ class Pool:
         instance: str | None = None,
         on_result: Callable[[ExecutionResult, float], None] | None = None,
         on_engine_change: Callable[[bool], None] | None = None,
+        image_provider: Callable[[docker.DockerClient], str] | None = None,
     ) -> None:
         if isolation not in ("pooled", "fresh"):
             raise ValueError(f"isolation must be 'pooled' or 'fresh', not {isolation!r}")
@@ -93,14 +95,17 @@ class Pool:
         self.isolation = isolation
         self._on_result = on_result
         self._on_engine_change = on_engine_change
+        self._image_provider = image_provider
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self._ready = 0
         self._busy = 0
+        self._completed = 0
         self._stopping = threading.Event()
         self._engine_ok = threading.Event()
         self._engine_error = "not checked yet"
         self._engine_checked = False
+        self._generation = 0  # bumped when the engine is lost: older sandboxes are dead
         self._client: docker.DockerClient | None = None
         self._remover = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-remove")
         self._threads: list[threading.Thread] = []
@@ -169,6 +174,7 @@ class Pool:
             return PoolState(
                 self.isolation, self.size, self._ready, self._busy, self._queue.qsize(),
                 self._engine_ok.is_set(), "" if self._engine_ok.is_set() else self._engine_error,
+                self._completed,
             )
 
     @property
@@ -179,8 +185,14 @@ class Pool:
 
     def _slot(self) -> None:
         sandbox: Sandbox | None = None
+        generation = self._generation
         while not self._stopping.is_set():
+            if sandbox is not None and generation != self._generation:
+                self._count(ready=-1)
+                self._retire(sandbox)  # it did not survive the engine's restart
+                sandbox = None
             if sandbox is None:
+                generation = self._generation
                 sandbox = self._start_sandbox()
                 if sandbox is None:
                     continue
@@ -198,7 +210,7 @@ class Pool:
             if not keep:
                 self._retire(sandbox)
                 sandbox = None
-            self._count(busy=-1, ready=+1 if sandbox is not None else 0)
+            self._count(busy=-1, ready=+1 if sandbox is not None else 0, completed=1)
             if isinstance(result, BaseException):
                 job.future.set_exception(result)
                 continue
@@ -312,10 +324,11 @@ class Pool:
         except RuntimeError:  # shutting down: remove inline
             sandbox.remove()
 
-    def _count(self, ready: int = 0, busy: int = 0) -> None:
+    def _count(self, ready: int = 0, busy: int = 0, completed: int = 0) -> None:
         with self._lock:
             self._ready += ready
             self._busy += busy
+            self._completed += completed
 
     # -- engine --------------------------------------------------------------------------
 
@@ -325,8 +338,14 @@ class Pool:
                 self._client = self._client_factory()
             self._client.ping()
         except Exception as exc:  # docker raises several unrelated types here
-            self._set_engine(False, f"Docker engine unreachable at {_engine_address(self._client)}: {exc}")
+            self._set_engine(False, f"Docker engine unreachable at {_engine_address()}: {exc}")
             return False
+        if not self.config.image and self._image_provider is not None:
+            try:
+                self.config = replace(self.config, image=self._image_provider(self._client))
+            except Exception as exc:
+                self._set_engine(False, f"sandbox image unavailable: {exc}")
+                return False
         self._set_engine(True, "")
         return True
 
@@ -342,6 +361,7 @@ class Pool:
         if was != ok and not first:
             log.warning("Docker engine %s", "reachable again" if ok else f"lost: {error}")
             if not ok:
+                self._generation += 1
                 self._fail_queued(EngineUnavailable(error))
             if self._on_engine_change is not None:
                 self._on_engine_change(ok)
@@ -363,5 +383,5 @@ class Pool:
                 job.future.set_exception(exc)
 
 
-def _engine_address(client: docker.DockerClient | None) -> str:
+def _engine_address() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")

@@ -61,11 +61,10 @@ class ServerConfig:
 
 
 class ExecutorService(pb_grpc.ExecutorServicer):
-    def __init__(self, pool: Pool, limits: ServerLimits, image: str, runtime: str,
+    def __init__(self, pool: Pool, limits: ServerLimits, runtime: str,
                  max_in_flight_per_stream: int) -> None:
         self.pool = pool
         self.limits = limits
-        self.image = image
         self.runtime = runtime
         self.max_in_flight = max_in_flight_per_stream
 
@@ -181,8 +180,9 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             pool=pb.PoolInfo(
                 isolation=state.isolation, size=state.size, ready=state.ready, busy=state.busy,
                 queued=state.queued, engine_reachable=state.engine_reachable,
+                completed=state.completed,
             ),
-            sandbox_image=self.image, runtime=self.runtime,
+            sandbox_image=self.pool.config.image, runtime=self.runtime,
         )
 
 
@@ -219,7 +219,6 @@ class ExecutorServer:
         self._client_factory = (lambda: docker_client) if docker_client else (
             lambda: docker.from_env(timeout=30))
         self.health = health.HealthServicer(experimental_non_blocking=True)
-        self.image = ""
         self.pool: Pool | None = None
         self.grpc_server: grpc.Server | None = None
         self.port = config.port
@@ -228,23 +227,20 @@ class ExecutorServer:
     def start(self) -> ExecutorServer:
         cfg = self.config
         self._set_health(False)
-        try:
-            client = self._client_factory()
-            self.image = ensure_sandbox_image(client, cfg.sandbox_base)
-        except Exception as exc:  # no engine yet: serve NOT_SERVING and keep trying
-            log.error("Docker engine unreachable or sandbox image unavailable: %s", exc)
-            self.image = "unknown (Docker engine unreachable at start)"
         runtime = cfg.runtime or "runc"
-        sandbox = SandboxConfig(image=self.image, memory_mb=cfg.limits.default_memory_mb,
+        sandbox = SandboxConfig(image="", memory_mb=cfg.limits.default_memory_mb,
                                 cpus=cfg.cpus_per_sandbox, pids_limit=cfg.pids_limit,
                                 runtime=cfg.runtime)
         self.pool = Pool(
             self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
             instance=cfg.instance or f"server-{cfg.port}",
             on_result=metrics.record_result, on_engine_change=self._set_health,
+            image_provider=lambda client: ensure_sandbox_image(client, cfg.sandbox_base),
         )
         self.pool.start()
         self._set_health(self.pool.engine_reachable)
+        if not self.pool.engine_reachable:
+            log.error("%s; serving NOT_SERVING until it is back", self.pool.state().engine_error)
         interceptors = [_TokenAuth(cfg.token)] if cfg.token else []
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=2 * cfg.max_streams + 8, thread_name_prefix="grpc"),
@@ -257,7 +253,7 @@ class ExecutorServer:
             ],
         )
         pb_grpc.add_ExecutorServicer_to_server(
-            ExecutorService(self.pool, cfg.limits, self.image, runtime, cfg.max_in_flight_per_stream),
+            ExecutorService(self.pool, cfg.limits, runtime, cfg.max_in_flight_per_stream),
             server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -279,8 +275,12 @@ class ExecutorServer:
         if cfg.metrics_port is not None:
             self.metrics_port = metrics.serve(cfg.host, cfg.metrics_port, self.pool)
         log.info("executor %s listening on %s:%d (pool %d, %s, image %s)", __version__,
-                 cfg.host, self.port, cfg.pool_size, cfg.isolation, self.image)
+                 cfg.host, self.port, cfg.pool_size, cfg.isolation, self.image or "not built yet")
         return self
+
+    @property
+    def image(self) -> str:
+        return self.pool.config.image if self.pool else ""
 
     def _set_health(self, ok: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING

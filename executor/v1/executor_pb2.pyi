@@ -101,20 +101,22 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PoolInfo(_message.Message):
-    __slots__ = ("isolation", "size", "ready", "busy", "queued", "engine_reachable")
+    __slots__ = ("isolation", "size", "ready", "busy", "queued", "engine_reachable", "completed")
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     BUSY_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     ENGINE_REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
     isolation: str
     size: int
     ready: int
     busy: int
     queued: int
     engine_reachable: bool
-    def __init__(self, isolation: _Optional[str] = ..., size: _Optional[int] = ..., ready: _Optional[int] = ..., busy: _Optional[int] = ..., queued: _Optional[int] = ..., engine_reachable: _Optional[bool] = ...) -> None: ...
+    completed: int
+    def __init__(self, isolation: _Optional[str] = ..., size: _Optional[int] = ..., ready: _Optional[int] = ..., busy: _Optional[int] = ..., queued: _Optional[int] = ..., engine_reachable: _Optional[bool] = ..., completed: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
     __slots__ = ("server_version", "api_version", "languages", "default_limits", "max_limits", "max_code_bytes", "max_stdin_bytes", "pool", "sandbox_image", "runtime")

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian machine: Python packages, a Docker
+# engine (when none answers), the tools for the offline image build, and the sandbox image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+need_apt=()
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+  need_apt+=(docker-compose)
+fi
+if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+bash scripts/ensure-docker.sh
+echo "setup: sandbox image $(python3 -m executor build-image)" >&2

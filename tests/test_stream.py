@@ -1,0 +1,95 @@
+"""The stream: ids, completion order, per-request errors, back-pressure, HumanEval."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from executor import Limits, Program, Status
+from executor.client import ExecutorError, Rejected
+from executor.humaneval import canonical_programs, load_problems, wrong_programs
+from executor.v1 import executor_pb2 as pb
+from executor.v1 import executor_pb2_grpc as pb_grpc
+
+
+def test_every_id_gets_exactly_one_result(client):
+    programs = [Program(f"print({i} * 2)", id=f"job-{i}") for i in range(200)]
+    results = list(client.execute_many(programs, max_in_flight=16))
+    assert sorted(r.id for r in results) == sorted(p.id for p in programs)
+    for r in results:
+        i = int(r.id.split("-")[1])
+        assert r.status is Status.PASSED and r.stdout == f"{i * 2}\n".encode()
+
+
+def test_results_come_back_as_they_complete(client):
+    programs = [Program("import time; time.sleep(2)", id="slow"),
+                Program("print('fast')", id="fast")]
+    order = [r.id for r in client.execute_many(programs, max_in_flight=2)]
+    assert order == ["fast", "slow"]
+
+
+def test_duplicate_and_empty_ids_are_kept_apart(client):
+    programs = [Program("print(1)", id="same"), Program("print(2)", id="same"), Program("print(3)")]
+    outs = sorted((r.id, r.stdout) for r in client.execute_many(programs))
+    assert outs == [("", b"3\n"), ("same", b"1\n"), ("same", b"2\n")]
+
+
+def test_a_bad_request_does_not_end_the_stream(target):
+    channel = grpc.insecure_channel(target)
+    stub = pb_grpc.ExecutorStub(channel)
+    requests = [
+        pb.ExecuteRequest(id="ok1", code="print(1)"),
+        pb.ExecuteRequest(id="empty", code="   "),
+        pb.ExecuteRequest(id="lang", code="print(1)", language="cobol"),
+        pb.ExecuteRequest(id="big", code="print(1)", limits=pb.Limits(timeout_s=10_000)),
+        pb.ExecuteRequest(id="ok2", code="print(2)"),
+    ]
+    got = {r.id: r for r in stub.ExecuteStream(iter(requests))}
+    assert got["ok1"].result.status == pb.PASSED and got["ok2"].result.status == pb.PASSED
+    assert got["empty"].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "unknown language 'cobol'" in got["lang"].error.message
+    assert "timeout_s=10000" in got["big"].error.message
+    channel.close()
+
+
+def test_rejected_programs_raise_or_are_returned(client):
+    programs = [Program("print(1)", id="a"), Program("", id="b")]
+    items = list(client.execute_many(programs, return_rejected=True))
+    rejected = [i for i in items if isinstance(i, Rejected)]
+    assert [(r.id, r.code) for r in rejected] == [("b", "INVALID_ARGUMENT")]
+    with pytest.raises(ExecutorError, match="program 'b' rejected: code is empty"):
+        list(client.execute_many(programs))
+
+
+def test_in_flight_is_bounded_by_the_client(client):
+    """An endless generator is read only as fast as results come back."""
+    pulled = 0
+
+    def endless():
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield Program("print(1)", id=str(pulled))
+
+    results = client.execute_many(endless(), max_in_flight=8)
+    first = [next(results) for _ in range(20)]
+    results.close()
+    assert len(first) == 20
+    assert pulled <= 20 + 8 + 1
+
+
+def test_humaneval_canonical_solutions_all_pass_and_wrong_ones_fail(client):
+    problems = load_problems()
+    programs = canonical_programs(problems) + wrong_programs(problems)
+    results = {r.id: r for r in client.execute_many(programs, max_in_flight=32)}
+    assert len(results) == 2 * len(problems) == 328
+    failed = {k: r.stderr[-300:] for k, r in results.items() if k.endswith("canonical") and not r.passed}
+    assert failed == {}
+    wrong_passed = [k for k, r in results.items() if k.endswith("wrong") and r.passed]
+    assert wrong_passed == []
+
+
+def test_limits_in_stream_requests_apply(client):
+    programs = [Program("import time; time.sleep(5)", id="t", limits=Limits(timeout_s=0.5))]
+    (r,) = list(client.execute_many(programs))
+    assert r.status is Status.TIMEOUT and "limit of 0.5 s" in r.reason
