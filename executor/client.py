@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import random
@@ -477,14 +478,20 @@ class Client:
                      return_rejected: bool = False) -> Iterator[ExecutionResult | Rejected]:
         """Like AsyncClient.execute_many. `programs` is read on the client's loop thread."""
         agen = self._async.execute_many(programs, max_in_flight, return_rejected)
+        task = None
         try:
             while True:
+                task = self._call(_as_task(agen.__anext__()))
                 try:
-                    yield self._call(agen.__anext__())
+                    item = self._call(_wait(task))
                 except StopAsyncIteration:
                     return
+                task = None
+                yield item
         finally:
-            self._call(agen.aclose())
+            # Interrupted (Ctrl-C, an exception, an early break): stop the pending step
+            # before closing the generator, or it would still be running.
+            self._call(_cancel_and_close(agen, task))
 
     def info(self, target_index: int = 0) -> pb.ServerInfo:
         return self._call(self._async.info(target_index))
@@ -504,6 +511,22 @@ class Client:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+async def _as_task(coro) -> asyncio.Task:
+    return asyncio.ensure_future(coro)
+
+
+async def _wait(task: asyncio.Task):
+    return await task
+
+
+async def _cancel_and_close(agen, task: asyncio.Task | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+    await agen.aclose()
 
 
 async def _make_async(targets, kwargs) -> AsyncClient:
