@@ -21,14 +21,12 @@ from __future__ import annotations
 import atexit
 import base64
 import ctypes
-import errno
 import gc
 import json
 import os
 import random
 import resource
 import selectors
-import shutil
 import signal
 import stat
 import sys
@@ -448,30 +446,21 @@ def _wipe_writable_dirs() -> bool:
         for name in entries:
             path = os.path.join(top, name)
             try:
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, onerror=_force_remove)
-                else:
-                    os.unlink(path)
-            except OSError:
-                pass
-            if os.path.lexists(path):
+                _remove(path)
+            except (OSError, RecursionError):
                 ok = False
     return ok
 
 
-def _force_remove(func, path, _exc_info) -> None:
-    """A job may have taken away its own permissions; give them back and retry."""
-    try:
-        parent = os.path.dirname(path)
-        os.chmod(parent, stat.S_IRWXU)
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, stat.S_IRWXU)
-            shutil.rmtree(path, onerror=lambda *a: None)
-        else:
-            func(path)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            pass
+def _remove(path: str) -> None:
+    """Remove a file or tree, first giving back any permission a job took from itself."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, stat.S_IRWXU)
+        for entry in os.scandir(path):
+            _remove(entry.path)
+        os.rmdir(path)
+    else:
+        os.unlink(path)
 
 
 def _sysv_ipc_left() -> bool:

@@ -35,7 +35,7 @@ def sandbox_image(docker_client) -> str:
 
 
 def start_server(docker_client, **overrides) -> ExecutorServer:
-    config = ServerConfig(port=0, pool_size=2, **overrides)
+    config = ServerConfig(**{"port": 0, "pool_size": 2, **overrides})
     server = ExecutorServer(config, docker_client=docker_client).start()
     assert server.pool.wait_ready(120), "the pool did not start"
     return server

@@ -1,0 +1,334 @@
+"""Hostile programs: each must get a truthful status and leave the executor unaffected.
+
+A server with ONE sandbox runs all of them, so "the next job" really is the next job in the
+same container whenever the container is kept (and in its replacement when it is not).
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+from executor import Limits, Program, Status
+from executor.client import Client
+from tests.conftest import start_server
+
+HEALTHY = "import os\nprint(repr((sorted(p for p in os.listdir('/proc') if p.isdigit()), os.listdir('/tmp'))))"
+ISOLATED_SECRET = "SELFALIGN_TEST_HOST_SECRET"
+
+
+@pytest.fixture(scope="module")
+def solo(docker_client, sandbox_image):
+    os.environ[ISOLATED_SECRET] = "must-not-leak"
+    server = start_server(docker_client, pool_size=1, instance="pytest-isolation")
+    with Client(f"127.0.0.1:{server.port}") as client:
+        client.port = server.port
+        yield client
+    server.stop()
+    os.environ.pop(ISOLATED_SECRET, None)
+
+
+def run(client, code: str, timeout_s: float | None = None, memory_mb: int | None = None,
+        max_output_bytes: int | None = None, stdin: bytes = b""):
+    return client.execute(Program(textwrap.dedent(code), stdin=stdin,
+                                  limits=Limits(timeout_s, memory_mb, max_output_bytes)))
+
+
+def assert_next_job_is_clean(client) -> None:
+    r = run(client, HEALTHY)
+    assert r.status is Status.PASSED, r
+    pids, tmp = eval(r.stdout.decode())  # noqa: S307 - our own program's output
+    # Only the agent (PID 1) and this job's process are alive; /tmp holds only fresh dirs.
+    assert len(pids) == 2 and "1" in pids, pids
+    assert sorted(tmp) == ["home", "work"], tmp
+
+
+def container_of(client) -> str:
+    r = run(client, "print(open('/proc/self/cgroup').read())")
+    return r.stdout.decode()
+
+
+# -- processes ----------------------------------------------------------------------------
+
+def test_fork_bomb_is_stopped_on_time_and_nothing_survives(solo):
+    r = run(solo, """
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """, timeout_s=3)
+    assert r.status is Status.TIMEOUT
+    assert_next_job_is_clean(solo)
+
+
+def test_children_in_new_sessions_and_double_forks_are_gone(solo):
+    before = container_of(solo)
+    r = run(solo, """
+        import os, subprocess
+        subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                import time
+                time.sleep(1000)
+            os._exit(0)
+        os.wait()
+    """)
+    assert r.status is Status.PASSED, r
+    assert container_of(solo) == before  # the same container: the agent cleaned it
+    assert_next_job_is_clean(solo)
+
+
+@pytest.mark.parametrize("code", [
+    "import os\nos.kill(os.getppid(), 9)\nprint('still here')",
+    "import os\ntry:\n    os.kill(-1, 9)\nexcept ProcessLookupError:\n    pass  # nothing else to kill\nprint('still here')",
+    "import os, signal\nos.kill(1, signal.SIGSTOP)\nprint('still here')",
+])
+def test_killing_the_parent_does_not_take_the_service_down(solo, code):
+    r = run(solo, code)
+    assert r.status is Status.PASSED and r.stdout == b"still here\n"
+    assert_next_job_is_clean(solo)
+
+
+def test_ptrace_and_fds_of_the_agent_are_out_of_reach(solo):
+    r = run(solo, """
+        import os
+        for path in ("/proc/1/fd/0", "/proc/1/fd/1", "/proc/1/mem"):
+            try:
+                open(path, "rb")
+                print("opened", path)
+            except OSError as e:
+                print("denied", path)
+    """)
+    assert r.status is Status.PASSED
+    assert b"opened" not in r.stdout
+
+
+# -- time ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, code", [
+    ("busy loop", "while True:\n    pass"),
+    ("ignores SIGALRM and SIGTERM", """
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGALRM, lambda *a: None)
+        signal.alarm(1)
+        while True:
+            pass
+    """),
+    ("endless sleep", "import time\ntime.sleep(10**6)"),
+    ("spinning threads", """
+        import threading
+        def spin():
+            while True:
+                pass
+        for _ in range(4):
+            threading.Thread(target=spin).start()
+    """),
+    ("catastrophic regex", "import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')"),
+])
+def test_runaway_programs_time_out_at_the_wall_limit(solo, name, code):
+    r = run(solo, code, timeout_s=1.5)
+    assert r.status is Status.TIMEOUT, name
+    assert r.wall_time_s >= 1.5
+    assert r.cpu_time_s >= 0 and "wall-clock limit of 1.5 s" in r.reason
+    if name != "endless sleep":
+        assert r.cpu_time_s > 0.5
+    assert_next_job_is_clean(solo)
+
+
+# -- memory -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("code", [
+    "x = bytearray(600 << 20)\nx[::4096] = b'1' * len(x[::4096])",
+    "x = []\nwhile True:\n    x.append('y' * (1 << 20))",
+    "import numpy as np\na = np.ones((1 << 30,), dtype=np.uint8)",
+])
+def test_memory_balloons_hit_the_memory_limit(solo, code):
+    r = run(solo, code, memory_mb=256)
+    assert r.status is Status.MEMORY_LIMIT, r
+    assert_next_job_is_clean(solo)
+
+
+# -- output -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("code, stream", [
+    ("while True:\n    print('flood' * 100)", "stdout"),
+    ("import sys\nsys.stdout.write('x' * (50 << 20))", "stdout"),
+    ("import sys\nsys.stderr.write('e' * (5 << 20))\nprint('done')", "stderr"),
+])
+def test_output_floods_hit_the_output_limit(solo, code, stream):
+    r = run(solo, code, max_output_bytes=100_000, timeout_s=5)
+    assert r.status is Status.OUTPUT_LIMIT, r.reason
+    assert getattr(r, f"{stream}_truncated")
+    assert len(getattr(r, stream)) == 100_000
+    assert_next_job_is_clean(solo)
+
+
+# -- network ------------------------------------------------------------------------------
+
+def test_only_loopback_exists_and_the_executor_port_is_unreachable(solo):
+    r = run(solo, f"""
+        import os, socket
+        print(sorted(os.listdir('/sys/class/net')))
+        print(len(open('/proc/net/route').read().splitlines()) - 1)
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            s.connect(("127.0.0.1", {solo.port}))
+            print("connected")
+        except OSError as e:
+            print("refused", e.errno)
+    """)
+    assert r.status is Status.PASSED
+    interfaces, routes, connect = r.stdout.decode().splitlines()
+    assert interfaces == "['lo']"
+    assert routes == "0"  # no route anywhere: nothing leaves the container
+    assert connect.startswith("refused")
+
+
+# -- filesystem ---------------------------------------------------------------------------
+
+def test_system_paths_are_read_only(solo):
+    r = run(solo, """
+        import os, sysconfig
+        targets = ["/etc/passwd", "/usr/bin/evil", os.path.join(sysconfig.get_paths()["stdlib"], "evil.py"),
+                   "/opt/selfalign/agent.py", "/root/x", "/var/tmp/x"]
+        for path in targets:
+            try:
+                with open(path, "a") as f:
+                    f.write("x")
+                print("WROTE", path)
+            except OSError as e:
+                print("denied", path, e.errno)
+    """)
+    assert r.status is Status.PASSED
+    assert b"WROTE" not in r.stdout
+    assert r.stdout.count(b"denied") == 6
+
+
+@pytest.mark.parametrize("where", ["/tmp", "/dev/shm"])
+def test_filling_the_tmpfs_fails_with_enospc(solo, where):
+    r = run(solo, f"""
+        import errno, os
+        total = 0
+        try:
+            for i in range(1000):
+                with open("{where}/fill-%d" % i, "wb") as f:
+                    f.write(b"0" * (8 << 20))
+                total += 8 << 20
+        except OSError as e:
+            print(errno.errorcode[e.errno], total)
+    """, timeout_s=30)
+    assert r.status is Status.PASSED, r
+    code, total = r.stdout.split()
+    assert code == b"ENOSPC"
+    assert int(total) <= 64 << 20
+    assert_next_job_is_clean(solo)
+
+
+def test_files_and_environment_do_not_reach_the_next_job(solo):
+    before = container_of(solo)
+    r = run(solo, """
+        import os
+        for d in ("/tmp", "/dev/shm", os.path.expanduser("~"), os.getcwd()):
+            with open(os.path.join(d, "left-behind"), "w") as f:
+                f.write("secret")
+        os.makedirs("/tmp/locked/deeper")
+        os.chmod("/tmp/locked", 0)
+        os.environ["LEAK"] = "1"
+        os.putenv("LEAK2", "1")
+    """)
+    assert r.status is Status.PASSED, r
+    r = run(solo, """
+        import os, glob
+        found = [p for d in ("/tmp", "/dev/shm", os.path.expanduser("~"), os.getcwd())
+                 for p in glob.glob(os.path.join(d, "**"), recursive=True)]
+        print(sorted(found))
+        print("LEAK" in os.environ, "LEAK2" in os.environ)
+    """)
+    assert container_of(solo) == before
+    found, env = r.stdout.decode().splitlines()
+    assert "left-behind" not in found and "locked" not in found
+    assert env == "False False"
+
+
+def test_sysv_shared_memory_does_not_survive(solo):
+    before = container_of(solo)
+    r = run(solo, """
+        import ctypes
+        libc = ctypes.CDLL(None)
+        print(libc.shmget(0x1234, 4096, 0o1000 | 0o600) >= 0)
+    """)
+    assert r.status is Status.PASSED and r.stdout == b"True\n"
+    assert container_of(solo) != before  # a SysV segment outlives processes: container replaced
+    r = run(solo, "print(len(open('/proc/sysvipc/shm').read().splitlines()) - 1)")
+    assert r.stdout == b"0\n"
+
+
+# -- odd programs -------------------------------------------------------------------------
+
+def test_c_level_crash_is_failed(solo):
+    r = run(solo, """
+        import sys
+        sys.setrecursionlimit(10 ** 7)
+        def f(n):
+            return list(map(f, [n + 1]))  # through C: each level takes C stack
+        f(0)
+    """, timeout_s=20)
+    assert r.status is Status.FAILED
+    assert r.signal == 11 and r.exit_code is None
+    assert_next_job_is_clean(solo)
+
+
+def test_stdin_is_closed_binary_stdout_numpy_non_ascii(solo):
+    r = run(solo, """
+        import sys, numpy as np
+        try:
+            input()
+        except EOFError:
+            print("eof")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(bytes(range(256)))
+        print("\\nπ≈", round(float(np.pi), 2))
+    """)
+    assert r.status is Status.PASSED, r.stderr
+    assert r.stdout.startswith(b"eof\n" + bytes(range(256)))
+    assert r.stdout.endswith("π≈ 3.14\n".encode())
+
+
+# -- privileges ---------------------------------------------------------------------------
+
+def test_no_root_no_capabilities_no_docker_socket_no_host_environment(solo):
+    r = run(solo, """
+        import os
+        status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
+        print(os.getuid(), os.geteuid(), os.getgid())
+        print(status["CapEff"].strip(), status["CapPrm"].strip(), status["NoNewPrivs"].strip())
+        print(os.path.exists("/var/run/docker.sock"), os.path.exists("/run/docker.sock"))
+        print(sorted(os.environ))
+        print(open("/proc/1/environ", "rb").read() if os.access("/proc/1/environ", os.R_OK) else b"")
+    """)
+    assert r.status is Status.PASSED, r.stderr
+    ids, caps, sockets, env, init_env = r.stdout.decode().splitlines()
+    assert ids == "10001 10001 10001"
+    assert caps == "0000000000000000 0000000000000000 1"
+    assert sockets == "False False"
+    assert ISOLATED_SECRET not in env and "DOCKER_HOST" not in env
+    assert ISOLATED_SECRET not in init_env
+
+
+def test_sudo_and_setuid_do_not_help(solo):
+    r = run(solo, """
+        import os
+        try:
+            os.setuid(0)
+            print("root")
+        except PermissionError:
+            print("denied")
+    """)
+    assert r.stdout == b"denied\n"
