@@ -95,6 +95,22 @@ def cmd_run_batch(args) -> int:
     return 2 if report.input_errors or report.rejected else 0
 
 
+def cmd_health(args) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(args.target) as channel:
+            resp = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+    except grpc.RpcError as exc:
+        print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    print(f"{args.target}: {name}")
+    return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def cmd_build_image(args) -> int:
     import docker
 
@@ -146,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     _add_server_options(p)
     p.set_defaults(func=cmd_run_batch)
+
+    p = sub.add_parser("health", help="check a server's gRPC health (exit 0 when SERVING)")
+    p.add_argument("--target", default="127.0.0.1:50051")
+    p.add_argument("--service", default="", help="service name (default: the whole server)")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("build-image", help="build the sandbox image (offline or from a registry)")
     p.add_argument("--base", default=None, help="'offline' or a base image (default: auto)")

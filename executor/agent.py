@@ -231,7 +231,7 @@ def run_job(job: dict) -> dict:
     if status is None:
         status, reason = _classify(exit_code, sig, outcome_text, oom_killed)
     elif status == "OUTPUT_LIMIT" and exited_at is not None and exit_code is not None:
-        reason += " (then exited with code %d)" % exit_code
+        reason += f" (then exited with code {exit_code})"
 
     clean = clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
     return {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from executor.v1 import executor_pb2 as pb
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     PASSED = "PASSED"
     FAILED = "FAILED"
     TIMEOUT = "TIMEOUT"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
-from prometheus_client.registry import Collector
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from executor.jobs import ExecutionResult
 

@@ -194,7 +194,7 @@ class Sandbox:
             self._sock.settimeout(remaining)
             try:
                 chunk = self._sock.recv(1 << 20)
-            except socket.timeout:
+            except TimeoutError:
                 raise SandboxError("the sandbox did not answer in time") from None
             except OSError as exc:
                 raise SandboxError(f"lost the connection to the sandbox: {exc}") from exc

@@ -21,7 +21,7 @@ TOKEN = "s3cret-token"
 
 
 def _cert(subject: str, issuer_key, issuer_name, key, ca: bool, sans=()) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
+import docker.errors
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -42,7 +42,7 @@ def test_dead_owner_on_this_host_is_cleaned_even_under_another_instance(docker_c
                                LABEL_OWNER: f"{socket.gethostname()}:{dead_pid}"})
     server = start_server(docker_client, instance="pytest-owner")
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(docker.errors.NotFound):
             orphan.reload()
     finally:
         server.stop()
@@ -144,7 +144,7 @@ def test_several_targets_share_the_work(docker_client, sandbox_image, server):
             # unary calls go round-robin
             for _ in range(4):
                 client.execute(Program("print(1)"))
-        served = [s.pool.state().completed - b for s, b in zip((server, other), before)]
+        served = [s.pool.state().completed - b for s, b in zip((server, other), before, strict=True)]
         assert sum(served) == 44 and all(n > 0 for n in served)
     finally:
         other.stop()
