@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # Time the agent may take beyond a job's own limit to clean up and answer.
 AGENT_GRACE_S = 10.0
 ENGINE_CHECK_INTERVAL_S = 1.0
+SWEEP_EVERY_CHECKS = 30
 
 
 class EngineUnavailable(RuntimeError):
@@ -154,7 +155,7 @@ class Pool:
         self._remover.shutdown(wait=True)
         if self._client is not None:
             try:
-                remove_leftovers(self._client, self.instance)
+                remove_leftovers(self._client, self.instance, include_own=True)
             except docker.errors.DockerException:
                 pass
 
@@ -367,8 +368,22 @@ class Pool:
                 self._on_engine_change(ok)
 
     def _watch_engine(self) -> None:
+        ticks = 0
         while not self._stopping.wait(ENGINE_CHECK_INTERVAL_S):
-            self._check_engine()
+            if self._check_engine():
+                ticks += 1
+                if ticks % SWEEP_EVERY_CHECKS == 0:
+                    self._sweep_exited()
+
+    def _sweep_exited(self) -> None:
+        """Remove this pool's containers that exited but were not removed (a removal that failed,
+        e.g. while the engine was restarting): a long-running server must not accumulate them."""
+        try:
+            for c in self._client.containers.list(
+                    all=True, filters={"label": f"{LABEL_INSTANCE}={self.instance}", "status": "exited"}):
+                c.remove(force=True)
+        except docker.errors.DockerException as exc:
+            log.debug("sweep of exited sandboxes failed: %s", exc)
 
     def _fail_queued(self, exc: BaseException) -> None:
         while True:

@@ -207,10 +207,9 @@ def owner_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def remove_leftovers(client: docker.DockerClient, instance: str) -> int:
-    """Remove sandboxes of an earlier server of this instance, or of a dead process here.
-
-    Returns how many were removed.
+def remove_leftovers(client: docker.DockerClient, instance: str, include_own: bool = False) -> int:
+    """Remove sandboxes of an earlier server of this instance, or of a dead process here;
+    with `include_own`, this process's own too (at shutdown). Returns how many were removed.
     """
     host = socket.gethostname()
     removed = 0
@@ -220,7 +219,7 @@ def remove_leftovers(client: docker.DockerClient, instance: str) -> int:
         stale = labels.get(LABEL_INSTANCE) == instance or (
             owner_host == host and owner_pid.isdigit() and not _pid_alive(int(owner_pid))
         )
-        if stale and labels.get(LABEL_OWNER) != owner_label():
+        if stale and (include_own or labels.get(LABEL_OWNER) != owner_label()):
             try:
                 container.remove(force=True)
                 removed += 1

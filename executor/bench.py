@@ -1,0 +1,226 @@
+"""Throughput benchmark: HumanEval programs through five runners, in one run, as ratios.
+
+Workload: each HumanEval problem's canonical solution with its check (must pass) and a wrong
+variant (must fail), repeated. Runners:
+
+- pooled      this executor, warm pool (the default)
+- fresh       this executor, a new container per job
+- subprocess  `python3 file.py` per job, no sandbox
+- docker-run  `docker run --rm` per job with the sandbox image (a subset: it is slow)
+- fork        fork the benchmark process and exec() the program inside a function, no sandbox:
+              what the original SelfCodeAlign filter did, including its exec() semantics
+
+Reported per runner: items/s, per-job latency p50/p99 (submission to result), and how many
+canonical solutions passed, which shows the exec()-in-a-function defect directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from executor.humaneval import canonical_programs, load_problems, wrong_programs
+from executor.jobs import Program
+
+TIMEOUT_S = 10.0
+
+
+@dataclass
+class RunnerReport:
+    runner: str
+    programs: int
+    seconds: float
+    items_per_s: float
+    p50_ms: float
+    p99_ms: float
+    canonical_passed: int
+    canonical_total: int
+    wrong_passed: int
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _report(name: str, outcomes: dict[str, bool], latencies: list[float], seconds: float) -> RunnerReport:
+    canonical = [k for k in outcomes if "/canonical" in k]
+    wrong = [k for k in outcomes if "/wrong" in k]
+    return RunnerReport(
+        runner=name, programs=len(outcomes), seconds=round(seconds, 3),
+        items_per_s=round(len(outcomes) / seconds, 1),
+        p50_ms=round(_percentile(latencies, 0.5) * 1000, 2),
+        p99_ms=round(_percentile(latencies, 0.99) * 1000, 2),
+        canonical_passed=sum(outcomes[k] for k in canonical), canonical_total=len(canonical),
+        wrong_passed=sum(outcomes[k] for k in wrong),
+    )
+
+
+def _threaded(name: str, programs: list[Program], concurrency: int,
+              run_one: Callable[[Program], bool]) -> RunnerReport:
+    latencies: list[float] = []
+    outcomes: dict[str, bool] = {}
+
+    def timed(p: Program) -> None:
+        t = time.perf_counter()
+        outcomes[p.id] = run_one(p)
+        latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(timed, programs))
+    return _report(name, outcomes, latencies, time.perf_counter() - start)
+
+
+def run_executor(name: str, programs: list[Program], concurrency: int, pool_size: int,
+                 isolation: str) -> RunnerReport:
+    from executor.client import Client
+    from executor.server import ExecutorServer, ServerConfig
+
+    server = ExecutorServer(ServerConfig(port=0, pool_size=pool_size, isolation=isolation,
+                                         instance=f"bench-{isolation}-{os.getpid()}")).start()
+    try:
+        server.pool.wait_ready()
+        with Client(f"127.0.0.1:{server.port}") as client:
+            client.execute(Program("pass"))  # warm the channel
+            sent: dict[str, float] = {}
+
+            def source():
+                for p in programs:
+                    sent[p.id] = time.perf_counter()
+                    yield p
+
+            latencies, outcomes = [], {}
+            start = time.perf_counter()
+            for r in client.execute_many(source(), max_in_flight=max(concurrency, pool_size) * 2):
+                latencies.append(time.perf_counter() - sent[r.id])
+                outcomes[r.id] = r.passed
+            return _report(name, outcomes, latencies, time.perf_counter() - start)
+    finally:
+        server.stop()
+
+
+def run_subprocess(programs: list[Program], concurrency: int) -> RunnerReport:
+    workdir = tempfile.mkdtemp(prefix="bench-subprocess-")
+
+    def one(p: Program) -> bool:
+        path = os.path.join(workdir, f"{abs(hash(p.id))}.py")
+        with open(path, "w") as f:
+            f.write(p.code)
+        try:
+            proc = subprocess.run([sys.executable, path], capture_output=True, timeout=TIMEOUT_S,
+                                  stdin=subprocess.DEVNULL)
+            return proc.returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    return _threaded("subprocess", programs, concurrency, one)
+
+
+def run_docker_run(programs: list[Program], concurrency: int, image: str) -> RunnerReport:
+    def one(p: Program) -> bool:
+        try:
+            proc = subprocess.run(
+                ["docker", "run", "--rm", "-i", "--network", "none", "--read-only",
+                 "--memory", "1g", "--memory-swap", "1g", "--pids-limit", "128", "--cap-drop", "ALL",
+                 "--security-opt", "no-new-privileges", "--entrypoint", "python3", image, "-"],
+                input=p.code.encode(), capture_output=True, timeout=TIMEOUT_S + 30)
+            return proc.returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    return _threaded("docker-run", programs, concurrency, one)
+
+
+def _exec_in_function(code: str) -> None:
+    """The original filter's semantics: exec() inside a function, so top-level names land in
+    a locals snapshot that the program's own functions cannot see."""
+    exec(code)  # noqa: S102 - the unsandboxed baseline being measured
+
+
+def run_fork(programs: list[Program], concurrency: int) -> RunnerReport:
+    def one(p: Program) -> bool:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                _exec_in_function(p.code)
+                code = 0
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status) == 0
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                return False
+            time.sleep(0.0005)
+
+    return _threaded("fork", programs, concurrency, one)
+
+
+def format_table(reports: list[RunnerReport], baseline: str = "fork") -> str:
+    base = next((r for r in reports if r.runner == baseline), None)
+    lines = [f"{'runner':<11} {'programs':>8} {'items/s':>9} {'vs ' + baseline:>9} {'p50 ms':>8} "
+             f"{'p99 ms':>8} {'canonical passed':>17} {'wrong passed':>12}"]
+    for r in reports:
+        ratio = f"{r.items_per_s / base.items_per_s:.2f}x" if base and base.items_per_s else "-"
+        lines.append(f"{r.runner:<11} {r.programs:>8} {r.items_per_s:>9.1f} {ratio:>9} {r.p50_ms:>8.1f} "
+                     f"{r.p99_ms:>8.1f} {f'{r.canonical_passed}/{r.canonical_total}':>17} {r.wrong_passed:>12}")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    problems = load_problems()
+    if args.limit:
+        problems = problems[: args.limit]
+    programs = canonical_programs(problems) + wrong_programs(problems)
+    print(f"workload: {len(programs)} HumanEval programs ({len(problems)} canonical + "
+          f"{len(problems)} wrong), concurrency {args.concurrency}, pool {args.pool_size}, "
+          f"{os.cpu_count()} cores", file=sys.stderr)
+    runners = [r.strip() for r in args.runners.split(",") if r.strip()]
+    reports: list[RunnerReport] = []
+    for name in runners:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        if name == "pooled":
+            reports.append(run_executor("pooled", programs, args.concurrency, args.pool_size, "pooled"))
+        elif name == "fresh":
+            reports.append(run_executor("fresh", programs, args.concurrency, args.pool_size, "fresh"))
+        elif name == "subprocess":
+            reports.append(run_subprocess(programs, args.concurrency))
+        elif name == "docker-run":
+            import docker
+
+            from executor.image import ensure_sandbox_image
+
+            image = ensure_sandbox_image(docker.from_env())
+            subset = programs[: args.docker_run_limit // 2] + programs[len(problems): len(problems)
+                                                                        + args.docker_run_limit // 2]
+            reports.append(run_docker_run(subset, args.concurrency, image))
+        elif name == "fork":
+            reports.append(run_fork(programs, args.concurrency))
+        else:
+            print(f"unknown runner {name!r}", file=sys.stderr)
+            return 2
+    print(format_table(reports))
+    if args.output:
+        Path(args.output).write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+    return 0

@@ -1,0 +1,71 @@
+"""Model backends: one interface, several engines.
+
+- `vllm`: offline `vllm.LLM` on GPUs, the fast path (optional extra, imported lazily)
+- `openai`: any OpenAI-compatible completions server (vLLM's, TGI, SGLang)
+- `transformers`: plain Hugging Face generation, for CPU development and tests
+- `import`: any class named as `module:Class`, for custom engines (and the tests' scripted model)
+
+Every backend takes all of a stage's prompts at once and returns, per prompt, `n` samples with
+a finish reason, so a stage can drop samples cut off by the length limit.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 1
+    temperature: float = 0.7
+    max_new_tokens: int = 1536
+    stop: tuple[str, ...] = ()
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (a stop string or end of text) or "length" (cut off)
+
+
+class Backend(Protocol):
+    def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[list[Completion]]:
+        """One list of `sampling.n` completions per prompt; `seeds[i]` seeds prompt i."""
+        ...
+
+
+@dataclass
+class BackendConfig:
+    kind: str = "vllm"
+    model: str = ""
+    options: dict = field(default_factory=dict)
+
+
+def make_backend(config: BackendConfig) -> Backend:
+    if config.kind == "vllm":
+        from generator.backends.vllm import VLLMBackend
+
+        return VLLMBackend(config.model, **config.options)
+    if config.kind == "openai":
+        from generator.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(config.model, **config.options)
+    if config.kind == "transformers":
+        from generator.backends.transformers import TransformersBackend
+
+        return TransformersBackend(config.model, **config.options)
+    if config.kind == "import":
+        module, _, name = config.model.partition(":")
+        if not name:
+            raise ValueError(f"backend 'import' needs model = 'module:Class', not {config.model!r}")
+        return getattr(importlib.import_module(module), name)(**config.options)
+    raise ValueError(f"unknown backend {config.kind!r}: use vllm, openai, transformers or import")
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """Cut `text` at the first stop string; True when one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

@@ -1,0 +1,231 @@
+"""The resumable stage: what every pipeline step shares.
+
+A stage reads its input rows in a fixed order, processes them in batches, and appends each
+batch's output (and its rejects) to JSONL files. After every batch it atomically writes a
+checkpoint: how many input rows are consumed, the byte length of every output file, the stats
+so far, and a fingerprint of the stage's config and input. After a crash, resuming truncates
+the outputs back to the checkpoint's lengths (dropping a half-written batch) and continues
+with the next unconsumed row, so no row is lost or written twice. A stage whose checkpoint
+says it finished, with the same fingerprint, is not redone.
+
+Randomness comes from seeds derived from (run seed, stage, row id), never from batch
+boundaries, so the same config and seed give the same output however often a run resumes.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+@dataclass
+class StageStats:
+    stage: str
+    rows_in: int = 0
+    rows_out: int = 0
+    dropped: collections.Counter = field(default_factory=collections.Counter)
+    seconds: float = 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return round(self.rows_in / self.seconds, 2) if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "rows_in": self.rows_in, "kept": self.rows_out,
+                "dropped": dict(sorted(self.dropped.items())), "dropped_total": sum(self.dropped.values()),
+                "seconds": round(self.seconds, 3), "rows_per_s": self.rows_per_s}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StageStats:
+        return cls(d["stage"], d["rows_in"], d["kept"], collections.Counter(d["dropped"]), d["seconds"])
+
+
+@dataclass
+class BatchResult:
+    kept: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)   # each with a "reason"
+    extra: dict[str, list[dict]] = field(default_factory=dict)  # other side files, by suffix
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed from any values, identical across runs, processes and machines."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON: {exc}") from None
+
+
+def file_fingerprint(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+WHOLE_INPUT = 1 << 62
+
+
+class Stage:
+    """One pipeline step. Subclasses set `name` and implement `process_batch`.
+
+    Stages that need every row at once (select, dedup) set `batch_size = WHOLE_INPUT`.
+    """
+
+    name = "stage"
+    batch_size = 256
+
+    def __init__(self, output: str | Path, config: dict | None = None, progress: bool = True) -> None:
+        self.output = Path(output)
+        self.config = config or {}
+        self.progress = progress
+
+    # -- to implement ---------------------------------------------------------------------
+
+    def process_batch(self, rows: list[dict]) -> BatchResult:
+        raise NotImplementedError
+
+    # -- files ----------------------------------------------------------------------------
+
+    @property
+    def rejects_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".rejects.jsonl")
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.output.with_name(self.output.stem + ".checkpoint.json")
+
+    def side_path(self, suffix: str) -> Path:
+        return self.output.with_name(f"{self.output.stem}.{suffix}.jsonl")
+
+    def fingerprint(self, input_fingerprint: str) -> str:
+        blob = json.dumps({"stage": self.name, "config": self.config, "input": input_fingerprint},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def is_done(self, input_fingerprint: str) -> bool:
+        ckpt = self._load_checkpoint()
+        return bool(ckpt and ckpt.get("done") and ckpt["fingerprint"] == self.fingerprint(input_fingerprint))
+
+    def stats(self) -> StageStats | None:
+        ckpt = self._load_checkpoint()
+        return StageStats.from_dict(ckpt["stats"]) if ckpt else None
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self, rows: Iterable[dict], input_fingerprint: str, total: int | None = None) -> StageStats:
+        """Process `rows` (always the same rows in the same order for the same input)."""
+        fp = self.fingerprint(input_fingerprint)
+        ckpt = self._load_checkpoint()
+        if ckpt and ckpt["fingerprint"] == fp:
+            if ckpt.get("done"):
+                return StageStats.from_dict(ckpt["stats"])
+            consumed = ckpt["consumed"]
+            stats = StageStats.from_dict(ckpt["stats"])
+            self._truncate(ckpt["lengths"])
+        else:
+            consumed = 0
+            stats = StageStats(self.name)
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            for path in self._all_outputs():
+                path.unlink(missing_ok=True)
+            self.output.touch()
+            self.rejects_path.touch()
+        started = time.monotonic()
+        base_seconds = stats.seconds
+        bar = tqdm(total=total, initial=consumed, desc=self.name, unit="row", disable=not self.progress,
+                   dynamic_ncols=True)
+        batch: list[dict] = []
+        index = 0
+        for row in rows:
+            index += 1
+            if index <= consumed:
+                continue
+            batch.append(row)
+            if len(batch) >= self.batch_size:
+                consumed = self._commit(batch, consumed, stats, fp, started, base_seconds)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            consumed = self._commit(batch, consumed, stats, fp, started, base_seconds)
+            bar.update(len(batch))
+        bar.close()
+        stats.seconds = base_seconds + time.monotonic() - started
+        self._save_checkpoint(fp, consumed, stats, done=True)
+        return stats
+
+    def _commit(self, batch: list[dict], consumed: int, stats: StageStats, fp: str,
+                started: float, base_seconds: float) -> int:
+        result = self.process_batch(batch)
+        stats.rows_in += len(batch)
+        self._append(result, stats)
+        stats.seconds = base_seconds + time.monotonic() - started
+        consumed += len(batch)
+        self._save_checkpoint(fp, consumed, stats, done=False)
+        return consumed
+
+    def _append(self, result: BatchResult, stats: StageStats) -> None:
+        stats.rows_out += len(result.kept)
+        for r in result.rejected:
+            stats.dropped[r.get("reason", "unknown")] += 1
+        _append_jsonl(self.output, result.kept)
+        _append_jsonl(self.rejects_path, result.rejected)
+        for suffix, rows in result.extra.items():
+            _append_jsonl(self.side_path(suffix), rows)
+
+    def _all_outputs(self) -> list[Path]:
+        pattern = f"{self.output.stem}.*.jsonl"
+        return [self.output, self.rejects_path, self.checkpoint_path,
+                *self.output.parent.glob(pattern)]
+
+    def _truncate(self, lengths: dict[str, int]) -> None:
+        for path in self._all_outputs():
+            if path == self.checkpoint_path or not path.exists():
+                continue
+            keep = lengths.get(path.name, 0)
+            with open(path, "r+b") as f:
+                f.truncate(keep)
+
+    def _save_checkpoint(self, fp: str, consumed: int, stats: StageStats, done: bool) -> None:
+        lengths = {p.name: p.stat().st_size for p in self._all_outputs()
+                   if p.exists() and p != self.checkpoint_path}
+        data = {"fingerprint": fp, "consumed": consumed, "done": done, "lengths": lengths,
+                "stats": stats.to_dict()}
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.checkpoint_path)
+
+    def _load_checkpoint(self) -> dict | None:
+        try:
+            return json.loads(self.checkpoint_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def _append_jsonl(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
