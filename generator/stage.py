@@ -90,6 +90,7 @@ class Stage:
 
     name = "stage"
     batch_size = 256
+    side_files: tuple[str, ...] = ()  # suffixes of the side files this stage writes
 
     def __init__(self, output: str | Path, config: dict | None = None, progress: bool = True) -> None:
         self.output = Path(output)
@@ -162,7 +163,8 @@ class Stage:
                 consumed = self._commit(batch, consumed, stats, fp, started, base_seconds)
                 bar.update(len(batch))
                 batch = []
-        if batch:
+        if batch or (self.batch_size == WHOLE_INPUT and consumed == 0):
+            # A whole-input stage runs even on no rows, so it still writes its (empty) outputs.
             consumed = self._commit(batch, consumed, stats, fp, started, base_seconds)
             bar.update(len(batch))
         bar.close()
@@ -187,12 +189,13 @@ class Stage:
         _append_jsonl(self.output, result.kept)
         _append_jsonl(self.rejects_path, result.rejected)
         for suffix, rows in result.extra.items():
+            if suffix not in self.side_files:
+                raise ValueError(f"stage {self.name} wrote undeclared side file {suffix!r}")
             _append_jsonl(self.side_path(suffix), rows)
 
     def _all_outputs(self) -> list[Path]:
-        pattern = f"{self.output.stem}.*.jsonl"
         return [self.output, self.rejects_path, self.checkpoint_path,
-                *self.output.parent.glob(pattern)]
+                *(self.side_path(suffix) for suffix in self.side_files)]
 
     def _truncate(self, lengths: dict[str, int]) -> None:
         for path in self._all_outputs():

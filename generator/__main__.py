@@ -1,0 +1,149 @@
+"""Command line: `python -m generator <stage> ...` for one step, `python -m generator run CONFIG`
+for the whole pipeline. Every step reads and writes JSONL and can be resumed after a crash."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from generator.pipeline import STAGES, Pipeline, PipelineConfig, executor_client, run_seeds
+from generator.stage import file_fingerprint, read_jsonl
+
+
+def _config(args) -> PipelineConfig:
+    cfg = PipelineConfig.load(args.config) if getattr(args, "config", None) else PipelineConfig()
+    if getattr(args, "seed", None) is not None:
+        cfg.seed = args.seed
+    if getattr(args, "num_proc", None):
+        cfg.num_proc = args.num_proc
+    cfg.progress = not args.no_progress
+    return cfg
+
+
+def cmd_run(args) -> int:
+    cfg = _config(args)
+    if args.dir:
+        cfg.dir = args.dir
+    stats = Pipeline(cfg).run(until=args.until)
+    for s in stats:
+        d = s.to_dict()
+        print(f"{d['stage']:<16} in {d['rows_in']:>8}  kept {d['kept']:>8}  dropped {d['dropped_total']:>8}"
+              f"  {d['seconds']:>8.1f} s", file=sys.stderr)
+    print(f"run directory: {cfg.dir} (stats.json, funnel.png, dataset/)", file=sys.stderr)
+    return 0
+
+
+def cmd_seeds(args) -> int:
+    cfg = _config(args)
+    cfg.seeds.source = args.source
+    if args.benchmark_file:
+        cfg.seeds.benchmark_files = args.benchmark_file
+    if args.dedup_threshold is not None:
+        cfg.seeds.dedup_threshold = args.dedup_threshold
+    for s in run_seeds(cfg, args.output):
+        print(json.dumps(s.to_dict()), file=sys.stderr)
+    return 0
+
+
+def cmd_stage(args) -> int:
+    cfg = _config(args)
+    if args.command == "execute":
+        if args.executor:
+            cfg.execute.executor = [t for item in args.executor for t in item.split(",") if t]
+        if args.timeout is not None:
+            cfg.execute.timeout_s = args.timeout
+        if args.concurrency:
+            cfg.execute.concurrency = args.concurrency
+    if args.command == "dedup" and args.threshold is not None:
+        cfg.dedup = {**cfg.dedup, "threshold": args.threshold}
+    if args.command == "decontaminate" and args.benchmark_file:
+        cfg.seeds.benchmark_files = args.benchmark_file
+    if args.command == "export":
+        cfg.dir = str(args.dataset_dir.parent) if args.dataset_dir else str(args.output.parent)
+    if args.command in ("concepts", "instructions", "responses") and not args.config:
+        print("error: generation steps need --config with a [backend] section", file=sys.stderr)
+        return 2
+    pipeline = Pipeline(cfg)
+    stage = pipeline.stage(args.command, args.output)
+    if args.command == "export" and args.dataset_dir:
+        stage.dataset_dir = args.dataset_dir
+    rows = list(read_jsonl(args.input))
+    fp = file_fingerprint(args.input)
+    if args.command == "execute":
+        with executor_client(cfg.execute) as client:
+            stage.client = client
+            stats = stage.run(rows, fp, total=len(rows))
+    else:
+        stats = stage.run(rows, fp, total=len(rows))
+    print(json.dumps(stats.to_dict()), file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("SELFALIGN_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, needs_input=True):
+        if needs_input:
+            p.add_argument("--input", type=Path, required=True)
+        p.add_argument("--output", type=Path, required=True)
+        p.add_argument("--config", type=Path, default=None, help="pipeline TOML (backend and stage settings)")
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--num-proc", type=int, default=None, help="processes for CPU-bound steps")
+        p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("run", help="run the whole pipeline from a TOML config")
+    p.add_argument("config", type=Path)
+    p.add_argument("--dir", default=None, help="run directory (overrides [run] dir)")
+    p.add_argument("--until", choices=STAGES, default=None, help="stop after this stage")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--num-proc", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("seeds", help="S: extract seed functions from code")
+    p.add_argument("--source", required=True, help="folder, .py/.jsonl/.parquet file, or HF dataset name")
+    p.add_argument("--benchmark-file", action="append", default=[], help="extra benchmark (JSONL/JSON)")
+    p.add_argument("--dedup-threshold", type=float, default=None)
+    common(p, needs_input=False)
+    p.set_defaults(func=cmd_seeds)
+
+    for name, help_text in [("concepts", "S->C"), ("instructions", "C->I"), ("responses", "I->R"),
+                            ("execute", "run responses' tests in the executor, keep passing"),
+                            ("select", "one passing response per instruction"),
+                            ("dedup", "exact and MinHash near-dedup"),
+                            ("decontaminate", "drop rows matching benchmark text"),
+                            ("export", "write the SFT dataset (JSONL + datasets on disk)")]:
+        p = sub.add_parser(name, help=help_text)
+        common(p)
+        if name == "execute":
+            p.add_argument("--executor", action="append", default=[], help="HOST:PORT (default: embedded)")
+            p.add_argument("--timeout", type=float, default=None)
+            p.add_argument("--concurrency", type=int, default=None)
+        if name == "dedup":
+            p.add_argument("--threshold", type=float, default=None)
+        if name == "decontaminate":
+            p.add_argument("--benchmark-file", action="append", default=[])
+        if name == "export":
+            p.add_argument("--dataset-dir", type=Path, default=None)
+        p.set_defaults(func=cmd_stage)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

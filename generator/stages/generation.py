@@ -1,0 +1,77 @@
+"""What the three generation steps share: prompt every row, sample, parse, keep or reject.
+
+A batch's prompts go to the backend in one call (vLLM schedules them together). Each request
+gets its own seed, derived from the run seed and the row, so results do not depend on batch
+boundaries or on resuming. Samples cut off by the length limit are dropped; samples that do
+not parse are counted by reason and written, with their text, to a `malformed` side file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generator.backends import Backend, Sampling
+from generator.prompts import STOP, Example, Malformed, load_examples
+from generator.stage import BatchResult, Stage, stable_seed
+
+
+@dataclass
+class GenerationConfig:
+    k: int = 8                 # few-shot examples per prompt
+    n: int = 1                 # samples per prompt
+    temperature: float = 0.7
+    max_new_tokens: int = 1536
+    batch_size: int = 1024
+
+
+class GenerationStage(Stage):
+    output_field = "text"
+    side_files = ("malformed",)
+
+    def __init__(self, output, backend: Backend, gen: GenerationConfig, run_seed: int,
+                 config: dict | None = None, progress: bool = True) -> None:
+        super().__init__(output, config, progress)
+        self.backend = backend
+        self.gen = gen
+        self.run_seed = run_seed
+        self.batch_size = gen.batch_size
+        self.examples: list[Example] = load_examples()
+
+    def prompt(self, row: dict) -> str:
+        raise NotImplementedError
+
+    def parse(self, text: str):
+        raise NotImplementedError
+
+    def make_rows(self, row: dict, parsed: list) -> list[dict]:
+        """Output rows from one input row and its parsed samples (all samples by default)."""
+        return [{**row, "id": f"{row['id']}-{i}", self.output_field: value} for i, value in enumerate(parsed)]
+
+    def row_seed(self, row: dict, purpose: str = "sample") -> int:
+        return stable_seed(self.run_seed, self.name, purpose, row["id"])
+
+    def process_batch(self, rows: list[dict]) -> BatchResult:
+        prompts = [self.prompt(r) for r in rows]
+        sampling = Sampling(n=self.gen.n, temperature=self.gen.temperature,
+                            max_new_tokens=self.gen.max_new_tokens, stop=STOP)
+        outputs = self.backend.generate(prompts, sampling, [self.row_seed(r) for r in rows])
+        result = BatchResult(extra={"malformed": []})
+        for row, samples in zip(rows, outputs, strict=True):
+            parsed = []
+            for i, completion in enumerate(samples):
+                if completion.finish_reason == "length":
+                    result.extra["malformed"].append(
+                        {"id": row["id"], "sample": i, "reason": "cut_off_at_length_limit", "text": completion.text})
+                    continue
+                try:
+                    parsed.append(self.parse(completion.text))
+                except Malformed as exc:
+                    result.extra["malformed"].append(
+                        {"id": row["id"], "sample": i, "reason": str(exc), "text": completion.text})
+            if parsed:
+                result.kept.extend(self.make_rows(row, parsed))
+            else:
+                reasons = sorted({m["reason"] for m in result.extra["malformed"] if m["id"] == row["id"]})
+                result.rejected.append({"id": row["id"], "reason": reasons[0] if len(reasons) == 1 else
+                                        "no_usable_sample", "sample_reasons": reasons})
+        return result

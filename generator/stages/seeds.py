@@ -1,0 +1,247 @@
+"""S: seed functions from real code.
+
+A function is kept as a seed only if it stands alone: every name it uses but does not define is
+a builtin or imported at the top of its module, and those imports are copied in front of it.
+It must also have a docstring and at least one argument, return a value, have at most 150
+lines, contain no TODO/FIXME/BUG, use none of the banned modules, and contain no benchmark
+prompt or solution. Near-duplicates (MinHash, Jaccard 0.5) are then removed.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import json
+import symtable
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generator.benchmarks import ContaminationIndex
+from generator.minhash import MinHashParams, near_duplicates
+from generator.stage import WHOLE_INPUT, BatchResult, Stage
+
+BANNED_MODULES = frozenset({"os", "sys", "subprocess", "argparse", "setuptools", "distutils",
+                            "matplotlib", "seaborn"})
+MARKERS = ("TODO", "FIXME", "BUG")
+BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
+CODE_FIELDS = ("seed", "content", "code", "function", "text")
+
+
+@dataclass
+class SeedFilter:
+    max_lines: int = 150
+    banned_modules: frozenset[str] = BANNED_MODULES
+    contamination: ContaminationIndex | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def functions(self, source: str, origin: str) -> Iterator[tuple[dict | None, str | None]]:
+        """Yield (seed row, None) for each kept function and (None, reason) for each dropped one."""
+        try:
+            module = ast.parse(source)
+        except (SyntaxError, ValueError):
+            yield None, "syntax_error"
+            return
+        imports = _module_imports(module)
+        lines = source.splitlines()
+        for node in module.body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            text = "\n".join(lines[start - 1:node.end_lineno])
+            yield self.check(node, text, imports, origin)
+
+    def check(self, node: ast.FunctionDef, text: str, imports: dict[str, str],
+              origin: str) -> tuple[dict | None, str | None]:
+        if ast.get_docstring(node) is None:
+            return None, "no_docstring"
+        args = node.args
+        if not (args.posonlyargs or args.args or args.kwonlyargs or args.vararg or args.kwarg):
+            return None, "no_arguments"
+        if not _returns_value(node):
+            return None, "no_return_value"
+        if text.count("\n") + 1 > self.max_lines:
+            return None, "too_long"
+        if any(m in text for m in MARKERS):
+            return None, "todo_fixme_bug"
+        free = _free_names(text, node.name)
+        if free is None:
+            return None, "syntax_error"
+        missing = sorted(n for n in free if n not in BUILTINS and n not in imports)
+        if missing:
+            return None, "not_standalone"
+        needed = sorted({imports[n] for n in free if n in imports})
+        used_modules = {_top_module(s) for s in needed} | _imported_modules(node)
+        if used_modules & self.banned_modules:
+            return None, "banned_import"
+        seed = ("\n".join(needed) + "\n\n" if needed else "") + text.strip() + "\n"
+        if self.contamination is not None and self.contamination.contaminated(seed):
+            return None, "benchmark_contamination"
+        digest = hashlib.sha256(seed.encode()).hexdigest()[:16]
+        return {"id": f"seed-{digest}", "seed": seed, "name": node.name, "origin": origin,
+                "lineno": node.lineno}, None
+
+
+def _module_imports(module: ast.Module) -> dict[str, str]:
+    """Name bound by each top-level import -> the import statement that binds it."""
+    found: dict[str, str] = {}
+    for node in module.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.asname or alias.name.split(".")[0]
+                stmt = f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+                found[name] = stmt if alias.asname or "." not in alias.name else f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                if alias.name == "*":
+                    continue
+                name = alias.asname or alias.name
+                found[name] = f"from {node.module} import {alias.name}" + (
+                    f" as {alias.asname}" if alias.asname else "")
+    return found
+
+
+def _top_module(stmt: str) -> str:
+    return stmt.split()[1].split(".")[0]
+
+
+def _imported_modules(node: ast.AST) -> set[str]:
+    mods = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Import):
+            mods |= {a.name.split(".")[0] for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+            mods.add(n.module.split(".")[0])
+    return mods
+
+
+def _returns_value(func: ast.FunctionDef) -> bool:
+    """A `return <value>` in the function itself (not in a nested function or class)."""
+    stack = list(func.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return False
+        if isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            return True
+        stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _free_names(text: str, own_name: str) -> set[str] | None:
+    """Names the function reads from module scope, found with the compiler's own symbol tables."""
+    try:
+        table = symtable.symtable(text, "<seed>", "exec")
+    except SyntaxError:
+        return None
+    free: set[str] = set()
+
+    def visit(t: symtable.SymbolTable) -> None:
+        for sym in t.get_symbols():
+            if sym.is_referenced() and sym.is_global():
+                free.add(sym.get_name())
+        for child in t.get_children():
+            visit(child)
+
+    for child in table.get_children():
+        visit(child)
+    # Names only a decorator or default uses are looked up in the module table itself.
+    for sym in table.get_symbols():
+        if sym.is_referenced() and not sym.is_assigned() and not sym.is_imported():
+            free.add(sym.get_name())
+    free.discard(own_name)
+    return free
+
+
+def iter_sources(source: str) -> Iterator[dict]:
+    """Rows of {"code", "origin"} from a folder, .py files, a JSONL/Parquet file or a HF dataset."""
+    path = Path(source)
+    if path.is_dir():
+        for file in sorted(path.rglob("*.py")):
+            yield {"code": _read(file), "origin": str(file.relative_to(path))}
+    elif path.is_file() and path.suffix == ".py":
+        yield {"code": _read(path), "origin": path.name}
+    elif path.is_file() and path.suffix in (".jsonl", ".json"):
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                if line.strip():
+                    yield _code_row(json.loads(line), f"{path.name}:{i}")
+    elif path.is_file() and path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, row in enumerate(pq.read_table(path).to_pylist()):
+            yield _code_row(row, f"{path.name}:{i}")
+    elif not path.exists() and "/" in source and not source.startswith(("/", ".", "~")):
+        import datasets
+
+        for i, row in enumerate(datasets.load_dataset(source, split="train", streaming=True)):
+            yield _code_row(row, f"{source}:{i}")
+    else:
+        raise FileNotFoundError(f"seed source {source!r} is not a folder, .py, .jsonl, .parquet "
+                                "or a Hugging Face dataset name")
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _code_row(row: dict, origin: str) -> dict:
+    for name in CODE_FIELDS:
+        if isinstance(row.get(name), str):
+            return {"code": row[name], "origin": row.get("origin", origin)}
+    raise ValueError(f"{origin}: no code field (looked for {', '.join(CODE_FIELDS)})")
+
+
+class ExtractSeeds(Stage):
+    """Source files or rows -> candidate seed functions (filters applied, not deduplicated)."""
+
+    name = "seeds.extract"
+    batch_size = 64
+
+    def __init__(self, output, seed_filter: SeedFilter, config: dict | None = None, progress=True):
+        super().__init__(output, config, progress)
+        self.filter = seed_filter
+
+    def process_batch(self, rows: list[dict]) -> BatchResult:
+        result = BatchResult()
+        for row in rows:
+            for seed, reason in self.filter.functions(row["code"], row["origin"]):
+                if seed is not None:
+                    result.kept.append(seed)
+                else:
+                    result.rejected.append({"origin": row["origin"], "reason": reason})
+        return result
+
+
+class DedupSeeds(Stage):
+    """Exact and near-duplicate removal of candidate seeds (MinHash, Jaccard 0.5 by default)."""
+
+    name = "seeds.dedup"
+    batch_size = WHOLE_INPUT
+
+    def __init__(self, output, params: MinHashParams, num_proc: int = 1, config=None, progress=True):
+        super().__init__(output, config, progress)
+        self.params = params
+        self.num_proc = num_proc
+
+    def process_batch(self, rows: list[dict]) -> BatchResult:
+        result = BatchResult()
+        unique: dict[str, dict] = {}
+        for row in rows:
+            if row["id"] in unique:
+                result.rejected.append({"id": row["id"], "origin": row["origin"], "reason": "exact_duplicate"})
+            else:
+                unique[row["id"]] = row
+        kept = list(unique.values())
+        dup_of = near_duplicates([r["seed"] for r in kept], [r["id"] for r in kept], self.params, self.num_proc)
+        for row in kept:
+            if row["id"] in dup_of:
+                result.rejected.append({"id": row["id"], "origin": row["origin"], "reason": "near_duplicate",
+                                        "duplicate_of": dup_of[row["id"]]})
+            else:
+                result.kept.append(row)
+        return result

@@ -1,0 +1,358 @@
+"""The generator: seed extraction on real code, the whole pipeline (scripted model and a tiny
+real model), the execute stage against a real executor, and resume after a crash."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from generator.pipeline import Pipeline, PipelineConfig
+from generator.prompts import Malformed, code_blocks, load_examples, parse_concepts, parse_instruction, parse_response
+from generator.stages.seeds import SeedFilter
+from tests.conftest import ROOT
+from tests.scripted_backend import ScriptedBackend
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+SEED_SOURCE = '''
+import math
+import os
+from functools import reduce as fold
+
+
+def area(r):
+    """Area of a circle of radius r."""
+    return math.pi * r * r
+
+
+def double(x):
+    """Double a number."""
+    return 2 * x
+
+
+def twice(x):
+    """Twice a number, written as a product."""
+    return x * 2
+
+
+def triple(x):
+    """Triple a number."""
+    return 3 * x
+
+
+def halve(x):
+    """Half of a number."""
+    return x / 2
+
+
+def copycat(values):
+    """Product of values."""
+    return fold(lambda a, b: a * b, values, 1)
+
+
+def no_doc(x):
+    return x
+
+
+def uses_os(path):
+    """Whether a path exists."""
+    return os.path.exists(path)
+
+
+def needs_helper(x):
+    """Uses a module-level helper, so it does not stand alone."""
+    return _helper(x)
+
+
+def prints_only(x):
+    """Returns nothing."""
+    print(x)
+
+
+def no_args():
+    """No arguments at all."""
+    return 1
+
+
+def todo(x):
+    """Unfinished."""
+    return x  # TODO: handle negatives
+'''
+
+
+def read(path) -> list[dict]:
+    return [json.loads(line) for line in open(path)] if Path(path).exists() else []
+
+
+# -- seeds --------------------------------------------------------------------------------
+
+def _seeds_of(module: str) -> dict[str, str]:
+    source = (STDLIB / module).read_text()
+    return {(row or {}).get("name", reason): row["seed"] if row else reason
+            for row, reason in SeedFilter().functions(source, module)}
+
+
+def test_seed_extraction_on_the_standard_library():
+    bisect = list(SeedFilter().functions((STDLIB / "bisect.py").read_text(), "bisect.py"))
+    assert [r["name"] if r else reason for r, reason in bisect] == [
+        "no_return_value", "bisect_right", "no_return_value", "bisect_left"]  # insort_* return None
+    fn = list(SeedFilter().functions((STDLIB / "fnmatch.py").read_text(), "fnmatch.py"))
+    # fnmatch, filter and fnmatchcase call module helpers; _compile_pattern has no docstring.
+    assert [r["name"] if r else reason for r, reason in fn] == [
+        "not_standalone", "no_docstring", "not_standalone", "not_standalone", "translate"]
+    translate = next(r for r, _ in fn if r)
+    assert translate["seed"].startswith("import re\n\ndef translate(pat):")
+    namespace: dict = {}
+    exec(translate["seed"], namespace)  # the seed stands alone: its imports came along
+    assert namespace["translate"]("*.py").endswith("\\.py)\\Z")
+    tw = list(SeedFilter().functions((STDLIB / "textwrap.py").read_text(), "textwrap.py"))
+    assert [r["name"] if r else reason for r, reason in tw] == [
+        "not_standalone", "not_standalone", "not_standalone", "not_standalone", "indent"]
+
+
+def test_seed_filter_reasons(tmp_path):
+    rows = list(SeedFilter().functions(SEED_SOURCE, "demo.py"))
+    got = [r["name"] if r else reason for r, reason in rows]
+    assert got == ["area", "double", "twice", "triple", "halve", "copycat", "no_docstring",
+                   "banned_import", "not_standalone", "no_return_value", "no_arguments", "todo_fixme_bug"]
+    copycat = rows[5][0]["seed"]
+    assert copycat.startswith("from functools import reduce as fold\n\ndef copycat")
+    assert rows[0][0]["seed"].startswith("import math\n\n")
+
+
+def test_seed_longer_than_150_lines_is_dropped():
+    body = "\n".join(f"    x += {i}" for i in range(150))
+    src = f'def long(x):\n    """Long."""\n{body}\n    return x\n'
+    assert [reason for _, reason in SeedFilter().functions(src, "long.py")] == ["too_long"]
+
+
+# -- prompts ------------------------------------------------------------------------------
+
+def test_example_library_is_complete():
+    examples = load_examples()
+    assert len(examples) >= 16
+    assert {e.category for e in examples} == {"function", "class", "program"}
+    assert {e.difficulty for e in examples} == {"easy", "medium", "hard"}
+    for e in examples:
+        for part in ("[Reasoning]", "[Implementation]", "[Explanation]", "[Tests]"):
+            assert part in e.response, (e.instruction[:40], part)
+        assert "assert" in code_blocks(e.response)[-1]
+
+
+def test_every_example_response_passes_in_the_executor(client):
+    from executor import Program
+
+    programs = [Program("\n\n".join(code_blocks(e.response)), id=str(i)) for i, e in enumerate(load_examples())]
+    failed = {r.id: r.stderr[-300:] for r in client.execute_many(programs) if not r.passed}
+    assert failed == {}
+
+
+@pytest.mark.parametrize("parser, text, reason", [
+    (parse_concepts, "  \n", "empty_concepts"),
+    (parse_instruction, "short", "instruction_too_short"),
+    (parse_response, "no code here", "no_code_block"),
+    (parse_response, "```python\nx = 1\n", "unclosed_code_block"),
+    (parse_response, "```python\ndef broken(:\n```", "no_parsable_code"),
+])
+def test_malformed_outputs_are_named(parser, text, reason):
+    with pytest.raises(Malformed, match=reason):
+        parser(text)
+
+
+# -- the whole pipeline ---------------------------------------------------------------------
+
+def _config(tmp_path, target: str, **extra) -> PipelineConfig:
+    src = tmp_path / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "demo.py").write_text(SEED_SOURCE)
+    return PipelineConfig.from_dict({
+        "run": {"dir": str(tmp_path / "run"), "seed": 7, "progress": False},
+        "backend": {"kind": "import", "model": "tests.scripted_backend:ScriptedBackend"},
+        "seeds": {"source": str(src)},
+        "concepts": {"k": 8, "n": 1, "batch_size": 2},
+        "instructions": {"k": 8, "n": 1, "batch_size": 2},
+        "responses": {"k": 1, "n": 3, "batch_size": 1},
+        "execute": {"executor": target, "timeout_s": 10},
+        "dedup": {"threshold": 0.7},
+        **extra,
+    })
+
+
+def test_pipeline_with_a_scripted_model_is_exact(tmp_path, target):
+    cfg = _config(tmp_path, target)
+    stats = {s.stage: s.to_dict() for s in Pipeline(cfg, backend=ScriptedBackend()).run()}
+    run = Path(cfg.dir)
+    seeds = read(run / "01-seeds.jsonl")
+    assert sorted(r["name"] for r in seeds) == ["area", "copycat", "double", "halve", "triple", "twice"]
+    assert stats["concepts"]["dropped"] == {"cut_off_at_length_limit": 1, "empty_concepts": 1}
+    malformed = read(run / "02-concepts.malformed.jsonl")
+    assert sorted(m["reason"] for m in malformed) == ["cut_off_at_length_limit", "empty_concepts"]
+    concepts = read(run / "02-concepts.jsonl")
+    assert sorted(r["name"] for r in concepts) == ["area", "copycat", "double", "twice"]
+    instructions = read(run / "03-instructions.jsonl")
+    assert all(r["category"] in ("function", "class", "program") for r in instructions)
+    responses = {r["name"]: r for r in read(run / "04-responses.jsonl")}
+    assert len(responses["area"]["samples"]) == 2      # the refusal without code is malformed
+    assert len(responses["double"]["samples"]) == 2    # the cut-off sample is dropped
+    executions = read(run / "05-execute.executions.jsonl")
+    assert len(executions) == 7  # area 2, copycat 3 (one answer, three samples), double 1, twice 1
+    passed = read(run / "05-execute.jsonl")
+    assert sorted(r["name"] for r in passed) == ["area", "copycat", "copycat", "copycat", "double", "twice"]
+    area = next(r for r in passed if r["name"] == "area")
+    assert "import math" in area["response"] and "_square" in area["response"]  # module-level import + helper
+    assert stats["execute"]["dropped"] == {"FAILED": 1, "no_tests": 2}
+    failed = next(r for r in read(run / "05-execute.rejects.jsonl") if r["reason"] == "FAILED")
+    assert "AssertionError" in failed["stderr_tail"]
+    assert len(read(run / "06-select.jsonl")) == 4
+    dedup_rejects = read(run / "07-dedup.rejects.jsonl")
+    assert [(r["reason"], r["duplicate_of"].split("-")[0]) for r in dedup_rejects] == [("near_duplicate", "seed")]
+    twin = {r["id"] for r in read(run / "06-select.jsonl")}
+    assert dedup_rejects[0]["duplicate_of"] in twin
+    decon = read(run / "08-decontaminate.rejects.jsonl")
+    assert [r["reason"] for r in decon] == ["benchmark_in_response"]
+    final = read(run / "09-export.jsonl")
+    assert sorted(r["seed"].split("def ")[1].split("(")[0] for r in final) == ["area", "double"] or \
+        sorted(r["seed"].split("def ")[1].split("(")[0] for r in final) == ["area", "twice"]
+    assert all(set(r) >= {"instruction", "response", "seed", "concepts", "id", "fingerprint"} for r in final)
+    import datasets
+
+    ds = datasets.load_from_disk(str(run / "dataset"))
+    assert ds.num_rows == 2 and set(ds.column_names) >= {"instruction", "response", "fingerprint"}
+    summary = json.loads((run / "stats.json").read_text())
+    assert [s["stage"] for s in summary] == ["seeds.extract", "seeds.dedup", "concepts", "instructions",
+                                             "responses", "execute", "select", "dedup", "decontaminate", "export"]
+    assert all({"rows_in", "kept", "dropped", "seconds", "rows_per_s"} <= set(s) for s in summary)
+    assert (run / "funnel.png").stat().st_size > 1000
+
+
+def test_same_config_and_seed_give_the_same_output(tmp_path, target):
+    outs = []
+    for name in ("a", "b"):
+        cfg = _config(tmp_path / name, target)
+        Pipeline(cfg, backend=ScriptedBackend()).run()
+        outs.append((Path(cfg.dir) / "09-export.jsonl").read_bytes())
+    assert outs[0] == outs[1] and outs[0]
+
+
+def test_finished_stages_are_not_redone(tmp_path, target):
+    cfg = _config(tmp_path, target)
+    Pipeline(cfg, backend=ScriptedBackend()).run()
+    backend = ScriptedBackend(crash_after_calls=0)  # any generation call would crash
+    Pipeline(cfg, backend=backend).run()
+    assert backend.calls == 0
+
+
+def test_resume_after_a_crash_mid_stage_matches_an_uninterrupted_run(tmp_path, target):
+    reference = _config(tmp_path / "ref", target)
+    Pipeline(reference, backend=ScriptedBackend()).run()
+    crashed = tmp_path / "crashed"
+    cfg_path = crashed / "pipeline.toml"
+    crashed.mkdir()
+    src = crashed / "src"
+    src.mkdir()
+    (src / "demo.py").write_text(SEED_SOURCE)
+    cfg_text = textwrap.dedent(f"""
+        [run]
+        dir = "{crashed / 'run'}"
+        seed = 7
+        progress = false
+        [backend]
+        kind = "import"
+        model = "tests.scripted_backend:ScriptedBackend"
+        [backend.options]
+        crash_after_calls = 7
+        [seeds]
+        source = "{src}"
+        [concepts]
+        k = 8
+        n = 1
+        batch_size = 2
+        [instructions]
+        k = 8
+        n = 1
+        batch_size = 2
+        [responses]
+        k = 1
+        n = 3
+        batch_size = 1
+        [execute]
+        executor = "{target}"
+        timeout_s = 10
+        [dedup]
+        threshold = 0.7
+    """)
+    cfg_path.write_text(cfg_text)
+    proc = subprocess.run([sys.executable, "-m", "generator", "run", str(cfg_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 17, proc.stderr  # crashed inside the responses stage
+    ckpt = json.loads((crashed / "run" / "04-responses.checkpoint.json").read_text())
+    assert not ckpt["done"] and ckpt["consumed"] >= 1
+    cfg_path.write_text(cfg_text.replace("crash_after_calls = 7", "crash_after_calls = 100"))
+    proc = subprocess.run([sys.executable, "-m", "generator", "run", str(cfg_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("04-responses.jsonl", "05-execute.jsonl", "09-export.jsonl"):
+        assert (crashed / "run" / name).read_bytes() == (Path(reference.dir) / name).read_bytes(), name
+
+
+def test_pipeline_on_a_tiny_real_model_copes_with_nonsense(tmp_path, target, tiny_model):
+    cfg = PipelineConfig.from_dict({
+        "run": {"dir": str(tmp_path / "run"), "seed": 1, "progress": False},
+        "backend": {"kind": "transformers", "model": str(tiny_model)},
+        "seeds": {"source": str(STDLIB / "bisect.py")},
+        "concepts": {"k": 2, "n": 1, "max_new_tokens": 24},
+        "instructions": {"k": 2, "n": 1, "max_new_tokens": 24},
+        "responses": {"k": 1, "n": 2, "max_new_tokens": 24},
+        "execute": {"executor": target},
+    })
+    stats = {s.stage: s for s in Pipeline(cfg).run()}
+    assert list(stats)[-1] == "export"
+    # bisect_left and bisect_right are near-duplicates (Jaccard 0.5): one seed is left
+    assert stats["seeds.dedup"].rows_out == 1 and dict(stats["seeds.dedup"].dropped) == {"near_duplicate": 1}
+    # a random model never writes the stop header: its samples are cut off and dropped, counted
+    assert dict(stats["concepts"].dropped) == {"cut_off_at_length_limit": 1}
+    malformed = [json.loads(line) for line in open(Path(cfg.dir) / "02-concepts.malformed.jsonl")]
+    assert [m["reason"] for m in malformed] == ["cut_off_at_length_limit"] and malformed[0]["text"]
+    assert all(stats[n].rows_in == 0 for n in ("instructions", "responses", "execute", "select", "export"))
+    assert (Path(cfg.dir) / "dataset").exists()
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run]\nnonsense = 1\n")
+    proc = subprocess.run([sys.executable, "-m", "generator", "run", str(bad)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown config keys: nonsense" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "generator", "seeds", "--source", str(tmp_path / "none"),
+                           "--output", str(tmp_path / "s.jsonl")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "is not a folder" in proc.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    from trainer.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_execute_cli_with_a_real_executor(tmp_path, target):
+    rows = [{"id": "ok", "instruction": "i", "response": "```python\nimport math\n\ndef h(x):\n    return "
+             "math.floor(x)\n\ndef f(x):\n    return h(x) + 1\n\nassert f(1.5) == 2\n```"},
+            {"id": "bad", "instruction": "i", "response": "```python\nassert 1 == 2\n```"}]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "passed.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "generator", "execute", "--input", str(inp), "--output", str(out),
+                           "--executor", target, "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    kept = read(out)
+    assert [r["instruction_id"] for r in kept] == ["ok"] and kept[0]["instruction"] == "i"
+    assert [r["reason"] for r in read(tmp_path / "passed.rejects.jsonl")] == ["FAILED"]
+    shutil.rmtree(tmp_path)
