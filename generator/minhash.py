@@ -2,9 +2,9 @@
 
 The signatures are datasketch's own: one `update_batch` per document (datasketch's vectorized
 path) instead of one `update` per shingle, with the permutations computed once per chunk rather
-than once per document, and chunks spread over processes. Clustering is datasketch's MinHashLSH
-with the usual rule, query then insert, in input order, so the duplicates found are the same as
-those of the plain one-MinHash-per-document loop (`bench/dedup_bench.py` checks it).
+than once per document, and chunks spread over processes. Clustering follows datasketch's MinHashLSH
+(its banding, its query-then-insert rule, in input order), so the duplicates found are the same
+as those of the plain one-MinHash-per-document loop (`bench/dedup_bench.py` checks it).
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+from datasketch import MinHash, MinHashLSH
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _SEED = 1
-_SCHEME = MinHash(num_perm=1, seed=_SEED).scheme  # the installed datasketch's default
 
 
 def shingles(text: str, ngram: int) -> set[bytes]:
@@ -64,26 +63,28 @@ def signatures(texts: Sequence[str], params: MinHashParams, num_proc: int = 1,
 
 
 def cluster(sigs: np.ndarray, params: MinHashParams, keys: Sequence[str]) -> dict[str, str]:
-    """Map each near-duplicate's key to the key of the earlier item it duplicates.
+    """Map each near-duplicate's key to the key of the earliest kept item it collides with.
 
     Items are visited in order: each is queried against those kept before it and inserted
-    only if nothing matched, so the first of a cluster is kept.
+    only if nothing matched, so the first of a cluster is kept. The banding (b bands of r
+    rows) is datasketch MinHashLSH's own choice for the threshold, and a query hits exactly
+    when MinHashLSH's would: some band equal. The band tables are plain dicts of band bytes,
+    which avoids MinHashLSH's per-call overhead on hundreds of thousands of items.
     """
     lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
+    bands, rows = lsh.b, lsh.r
+    tables: list[dict[bytes, int]] = [{} for _ in range(bands)]
     duplicate_of: dict[str, str] = {}
-    for key, hv in zip(keys, sigs, strict=True):
-        m = LeanMinHash(seed=_SEED, hashvalues=hv, scheme=_SCHEME)
-        hits = lsh.query(m)
+    for i, key in enumerate(keys):
+        hv = sigs[i]
+        band_keys = [hv[j * rows:(j + 1) * rows].tobytes() for j in range(bands)]
+        hits = [t[k] for t, k in zip(tables, band_keys, strict=True) if k in t]
         if hits:
-            duplicate_of[key] = min(hits, key=_order(keys))
+            duplicate_of[key] = keys[min(hits)]
         else:
-            lsh.insert(key, m, check_duplication=False)
+            for t, k in zip(tables, band_keys, strict=True):
+                t.setdefault(k, i)
     return duplicate_of
-
-
-def _order(keys: Sequence[str]):
-    position = {k: i for i, k in enumerate(keys)}
-    return position.__getitem__
 
 
 def near_duplicates(texts: Sequence[str], keys: Sequence[str], params: MinHashParams,

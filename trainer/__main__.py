@@ -1,0 +1,166 @@
+"""Command line: `python -m trainer prepare | sft | eval | make-tiny-model`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def cmd_prepare(args) -> int:
+    from transformers import AutoTokenizer
+
+    from trainer.data import PrepareOptions, prepare
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
+    options = PrepareOptions(verify=args.verify, dedup=args.dedup, decontaminate=not args.no_decontaminate,
+                             executor=[t for item in args.executor for t in item.split(",") if t],
+                             max_length=args.max_length, benchmark_files=tuple(args.benchmark_file))
+    report = prepare(args.data, args.output, tokenizer, options, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in report.items() if k != "steps"}, indent=2))
+    return 0
+
+
+def cmd_sft(args) -> int:
+    from trainer.sft import SFTConfig, train
+
+    cfg = SFTConfig(data=args.data, model=args.model, output=args.output, epochs=args.epochs,
+                    learning_rate=args.lr, effective_batch_size=args.batch_size,
+                    per_device_batch_size=args.per_device_batch_size, warmup_ratio=args.warmup_ratio,
+                    max_length=args.max_length, max_steps=args.max_steps, seed=args.seed,
+                    save_steps=args.save_steps, logging_steps=args.logging_steps, bf16=args.bf16,
+                    gradient_checkpointing=args.gradient_checkpointing, lora_r=args.lora_r,
+                    packing=args.packing, resume=args.resume, stop_after_step=args.stop_after_step)
+    summary = train(cfg)
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from executor.client import Client
+    from generator.pipeline import ExecuteConfig, executor_client
+    from trainer.evaluate import canonical_completions, generate_completions, load_benchmark, read_completions, score
+
+    problems = load_benchmark(args.benchmark, args.data_file)
+    if args.limit:
+        problems = problems[: args.limit]
+    sources = [bool(args.model), bool(args.completions), args.canonical]
+    if sum(sources) != 1:
+        print("error: give exactly one of --model, --completions, --canonical", file=sys.stderr)
+        return 2
+    if args.canonical:
+        completions = canonical_completions(problems)
+    elif args.completions:
+        completions = read_completions(args.completions)
+        wanted = {p.task_id for p in problems}
+        completions = {k: v for k, v in completions.items() if k in wanted} if args.limit else completions
+    else:
+        completions = generate_completions(problems, args.model, args.backend, args.n_samples, args.temperature,
+                                           args.max_new_tokens, args.prompt_style)
+        if args.save_completions:
+            with open(args.save_completions, "w") as f:
+                for task_id, samples in completions.items():
+                    for c in samples:
+                        f.write(json.dumps({"task_id": task_id, "completion": c}) + "\n")
+    targets = [t for item in args.executor for t in item.split(",") if t]
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(Client(targets)) if targets else \
+            stack.enter_context(executor_client(ExecuteConfig()))
+        result = score(problems, completions, client, timeout_s=args.timeout)
+    result = {"benchmark": args.benchmark, **result}
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    return 0
+
+
+def cmd_make_tiny_model(args) -> int:
+    from trainer.tiny import make_tiny_model
+
+    path = make_tiny_model(args.dir, vocab_size=args.vocab_size, hidden_size=args.hidden_size, layers=args.layers)
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("SELFALIGN_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="verify, dedup, decontaminate and tokenize a dataset")
+    p.add_argument("--data", required=True, help="JSONL/Parquet with instruction and response, or a dataset")
+    p.add_argument("--output", required=True)
+    p.add_argument("--model", default=None, help="model whose tokenizer to use")
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--executor", action="append", default=[], help="HOST:PORT (default: embedded)")
+    p.add_argument("--verify", action="store_true", help="run each response's code; drop failures")
+    p.add_argument("--dedup", action="store_true")
+    p.add_argument("--no-decontaminate", action="store_true")
+    p.add_argument("--benchmark-file", action="append", default=[])
+    p.add_argument("--max-length", type=int, default=1280)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("sft", help="supervised fine-tuning (the model card's recipe by default)")
+    p.add_argument("--data", required=True, help="a `prepare` output directory, or instruction/response rows")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--epochs", type=float, default=4.0)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--batch-size", type=int, default=64, help="effective batch size")
+    p.add_argument("--per-device-batch-size", type=int, default=8)
+    p.add_argument("--warmup-ratio", type=float, default=0.05)
+    p.add_argument("--max-length", type=int, default=1280)
+    p.add_argument("--max-steps", type=int, default=-1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-steps", type=int, default=500)
+    p.add_argument("--logging-steps", type=int, default=1)
+    p.add_argument("--bf16", choices=("auto", "true", "false"), default="auto")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
+    p.add_argument("--packing", choices=("auto", "true", "false"), default="auto",
+                   help="padding-free batches (needs FlashAttention 2)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
+    p.add_argument("--stop-after-step", type=int, default=None,
+                   help="checkpoint at this step and exit; continue later with --resume")
+    p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("eval", help="HumanEval-style pass@k through the executor")
+    p.add_argument("--benchmark", choices=("humaneval", "humaneval+", "mbpp", "mbpp+"), default="humaneval")
+    p.add_argument("--data-file", default=None, help="the benchmark's published JSONL (all but humaneval)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--completions", default=None, help='JSONL of {"task_id", "completion"}')
+    p.add_argument("--canonical", action="store_true", help="score the canonical solutions (must be 1.0)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--executor", action="append", default=[])
+    p.add_argument("--n-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=None, help="default: 0 for one sample, else 0.2")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--backend", choices=("auto", "vllm", "transformers"), default="auto")
+    p.add_argument("--prompt-style", choices=("auto", "instruct", "base"), default="auto")
+    p.add_argument("--save-completions", default=None)
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--limit", type=int, default=None, help="first N problems only")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("make-tiny-model", help="a tiny random StarCoder2 and a locally trained tokenizer")
+    p.add_argument("dir")
+    p.add_argument("--vocab-size", type=int, default=2048)
+    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.set_defaults(func=cmd_make_tiny_model)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
