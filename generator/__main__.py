@@ -73,6 +73,10 @@ def cmd_stage(args) -> int:
         stage.dataset_dir = args.dataset_dir
     rows = list(read_jsonl(args.input))
     fp = file_fingerprint(args.input)
+    if args.shard:
+        index, count = _shard(args.shard)
+        rows = [r for i, r in enumerate(rows) if i % count == index]
+        fp = f"{fp}:shard{index}/{count}"
     if args.command == "execute":
         with executor_client(cfg.execute) as client:
             stage.client = client
@@ -81,6 +85,16 @@ def cmd_stage(args) -> int:
         stats = stage.run(rows, fp, total=len(rows))
     print(json.dumps(stats.to_dict()), file=sys.stderr)
     return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be K/N, like 0/4, not {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text}: K must be in [0, N)")
+    return index, count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                             ("export", "write the SFT dataset (JSONL + datasets on disk)")]:
         p = sub.add_parser(name, help=help_text)
         common(p)
+        p.add_argument("--shard", default=None,
+                       help="K/N: process only rows K, K+N, K+2N... (one process per GPU or node)")
         if name == "execute":
             p.add_argument("--executor", action="append", default=[], help="HOST:PORT (default: embedded)")
             p.add_argument("--timeout", type=float, default=None)

@@ -30,6 +30,10 @@ class SeedsConfig:
     benchmark_files: list[str] = field(default_factory=list)
     dedup_threshold: float = 0.5
     max_lines: int = 150
+    typecheck: bool = False      # drop seeds with Pyright errors
+    judge: bool = False          # the base model judges docstring vs function
+    judge_samples: int = 5       # votes per seed (majority keeps)
+    judge_k: int = 6             # few-shot examples in the judge prompt
 
 
 @dataclass
@@ -191,7 +195,8 @@ class Pipeline:
 
     def _run_stage(self, name: str, index: int, out: Path, previous: Path | None):
         if name == "seeds":
-            return run_seeds(self.cfg, out), out
+            judge_backend = self.backend if self.cfg.seeds.judge else None
+            return run_seeds(self.cfg, out, backend=judge_backend), out
         rows = list(read_jsonl(previous))
         fp = file_fingerprint(previous)
         if name == "execute":
@@ -210,8 +215,9 @@ class Pipeline:
         funnel_chart(all_stats, self.dir / "funnel.png")
 
 
-def run_seeds(cfg: PipelineConfig, out: Path, progress: bool | None = None) -> list[StageStats]:
-    """seeds = extract (filters) then dedup; the candidates file sits beside the output."""
+def run_seeds(cfg: PipelineConfig, out: Path, progress: bool | None = None,
+              backend: Backend | None = None) -> list[StageStats]:
+    """seeds = extract (filters), dedup, then the optional type check and model judge."""
     from generator.benchmarks import ContaminationIndex, load_benchmarks
     from generator.minhash import MinHashParams
     from generator.stages.seeds import DedupSeeds, ExtractSeeds, SeedFilter, iter_sources
@@ -224,14 +230,33 @@ def run_seeds(cfg: PipelineConfig, out: Path, progress: bool | None = None) -> l
     seed_filter = SeedFilter(max_lines=s.max_lines, contamination=index)
     candidates = out.with_name(out.stem + ".candidates.jsonl")
     extract = ExtractSeeds(candidates, seed_filter, {"max_lines": s.max_lines, "benchmarks": s.benchmarks,
-                                                     "files": s.benchmark_files}, progress)
+                                                     "files": s.benchmark_files}, progress, cfg.num_proc)
     source_fp = _source_fingerprint(s.source)
     extract_stats = extract.run(iter_sources(s.source), source_fp)
-    dedup = DedupSeeds(out, MinHashParams(threshold=s.dedup_threshold), cfg.num_proc,
+    extra_steps = [name for name, on in (("typecheck", s.typecheck), ("judge", s.judge)) if on]
+    deduped = out.with_name(out.stem + "-dedup.jsonl") if extra_steps else out
+    dedup = DedupSeeds(deduped, MinHashParams(threshold=s.dedup_threshold), cfg.num_proc,
                        {"threshold": s.dedup_threshold}, progress)
     rows = list(read_jsonl(candidates))
-    dedup_stats = dedup.run(rows, file_fingerprint(candidates), total=len(rows))
-    return [extract_stats, dedup_stats]
+    all_stats = [extract_stats, dedup.run(rows, file_fingerprint(candidates), total=len(rows))]
+    current = deduped
+    for i, name in enumerate(extra_steps):
+        target = out if i == len(extra_steps) - 1 else out.with_name(f"{out.stem}-{name}.jsonl")
+        if name == "typecheck":
+            from generator.stages.seeds import TypecheckSeeds
+
+            stage = TypecheckSeeds(target, {}, progress)
+        else:
+            from generator.stages.generation import GenerationConfig
+            from generator.stages.judge import JudgeSeeds
+
+            gen = GenerationConfig(k=s.judge_k, n=s.judge_samples, temperature=0.7, max_new_tokens=4)
+            stage = JudgeSeeds(target, backend or make_backend(cfg.backend), gen, cfg.seed,
+                               {"k": s.judge_k, "n": s.judge_samples, "backend": vars(cfg.backend)}, progress)
+        rows = list(read_jsonl(current))
+        all_stats.append(stage.run(rows, file_fingerprint(current), total=len(rows)))
+        current = target
+    return all_stats
 
 
 def _source_fingerprint(source: str) -> str:

@@ -3,6 +3,9 @@
 # engine (when none answers), the tools for the offline image build, and the sandbox image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# PyTorch first, pinned to the CPU build that this project's machines carry: an unpinned torch
+# would pull several GB of CUDA packages. On a GPU machine, install your CUDA build first.
+python3 -c "import torch" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 need_apt=()
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)

@@ -14,6 +14,7 @@ import re
 from executor.humaneval import load_problems
 from generator.backends import Completion, Sampling
 from generator.prompts import EXAMPLE_HEADER, PREAMBLE
+from generator.stages.judge import PREAMBLE as JUDGE_PREAMBLE
 
 CORRECT = '''Use a helper and a module-level import.
 
@@ -83,7 +84,12 @@ class ScriptedBackend:
         out = []
         for prompt, _seed in zip(prompts, seeds, strict=True):
             query = _query(prompt)
-            if prompt.startswith(PREAMBLE["concepts"]):
+            if prompt.startswith(JUDGE_PREAMBLE):
+                name = re.search(r"def (\w+)\(", query).group(1)
+                # "double" gets a split vote that goes against it; everything else is approved.
+                samples = [Completion(" No", "stop"), Completion("Yes.", "stop"), Completion("No", "stop")] \
+                    if name == "double" else [Completion("Yes", "stop")]
+            elif prompt.startswith(PREAMBLE["concepts"]):
                 samples = self.concepts(query)
             elif prompt.startswith(PREAMBLE["instructions"]):
                 samples = self.instruction(query)

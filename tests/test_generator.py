@@ -133,6 +133,50 @@ def test_seed_longer_than_150_lines_is_dropped():
     assert [reason for _, reason in SeedFilter().functions(src, "long.py")] == ["too_long"]
 
 
+def test_optional_type_check_and_model_judge(tmp_path):
+    import shutil as _shutil
+
+    if _shutil.which("pyright") is None:
+        pytest.skip("Pyright is not installed (pip install pyright)")
+    from generator.pipeline import run_seeds
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "demo.py").write_text(SEED_SOURCE + '''
+
+def mistyped(x: int) -> str:
+    """Claims to return text."""
+    return x + "a"
+''')
+    cfg = PipelineConfig.from_dict({"run": {"dir": str(tmp_path), "progress": False},
+                                    "seeds": {"source": str(src), "typecheck": True, "judge": True,
+                                              "judge_samples": 3}})
+    stats = {s.stage: s for s in run_seeds(cfg, tmp_path / "seeds.jsonl", backend=ScriptedBackend())}
+    assert dict(stats["seeds.typecheck"].dropped) == {"type_error": 1}
+    assert dict(stats["seeds.judge"].dropped) == {"docstring_mismatch": 1}  # double: 1 yes of 3
+    kept = sorted(r["name"] for r in read(tmp_path / "seeds.jsonl"))
+    assert kept == ["area", "copycat", "halve", "triple", "twice"]
+    assert all(r["judge_votes"] == 3 for r in read(tmp_path / "seeds.jsonl"))
+
+
+def test_sharded_stage_runs_partition_the_input(tmp_path, target):
+    rows = [{"id": f"r{i}", "instruction": "i", "response": f"```python\nassert {i} == {i}\n```"} for i in range(7)]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = []
+    for k in range(3):
+        out = tmp_path / f"out.shard{k}.jsonl"
+        proc = subprocess.run([sys.executable, "-m", "generator", "execute", "--input", str(inp), "--output",
+                               str(out), "--executor", target, "--shard", f"{k}/3", "--no-progress"],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        seen += [r["instruction_id"] for r in read(out)]
+    assert sorted(seen) == sorted(r["id"] for r in rows)
+    proc = subprocess.run([sys.executable, "-m", "generator", "select", "--input", str(inp), "--output",
+                           str(tmp_path / "x.jsonl"), "--shard", "3/3"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "K must be in [0, N)" in proc.stderr
+
+
 # -- prompts ------------------------------------------------------------------------------
 
 def test_example_library_is_complete():

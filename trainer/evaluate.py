@@ -161,7 +161,8 @@ def read_completions(path: str) -> dict[str, list[str]]:
     return dict(completions)
 
 
-INSTRUCTION = "Complete the following Python function so that it is correct and passes its tests:\n```python\n{prompt}```"
+INSTRUCTION = ("Complete the following Python function so that it is correct and passes its tests:\n"
+               "```python\n{prompt}```")
 
 
 def generate_completions(problems: list[Problem], model: str, backend: str = "auto", n: int = 1,

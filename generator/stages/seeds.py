@@ -196,25 +196,57 @@ def _code_row(row: dict, origin: str) -> dict:
     raise ValueError(f"{origin}: no code field (looked for {', '.join(CODE_FIELDS)})")
 
 
+_worker_filter: SeedFilter | None = None
+
+
+def _init_worker(seed_filter: SeedFilter) -> None:
+    global _worker_filter
+    _worker_filter = seed_filter
+
+
+def _extract(row: dict, seed_filter: SeedFilter | None = None) -> list[tuple[dict | None, str | None]]:
+    return list((seed_filter or _worker_filter).functions(row["code"], row["origin"]))
+
+
 class ExtractSeeds(Stage):
     """Source files or rows -> candidate seed functions (filters applied, not deduplicated)."""
 
     name = "seeds.extract"
-    batch_size = 64
+    batch_size = 256
 
-    def __init__(self, output, seed_filter: SeedFilter, config: dict | None = None, progress=True):
+    def __init__(self, output, seed_filter: SeedFilter, config: dict | None = None, progress=True,
+                 num_proc: int = 1):
         super().__init__(output, config, progress)
         self.filter = seed_filter
+        self.num_proc = num_proc
+        self._pool = None
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
+        if self.num_proc > 1:
+            if self._pool is None:
+                from concurrent.futures import ProcessPoolExecutor
+
+                # The filter (with its benchmark index) goes to each worker once, not per row.
+                self._pool = ProcessPoolExecutor(self.num_proc, initializer=_init_worker, initargs=(self.filter,))
+            found = list(self._pool.map(_extract, rows, chunksize=8))
+        else:
+            found = [_extract(row, self.filter) for row in rows]
         result = BatchResult()
-        for row in rows:
-            for seed, reason in self.filter.functions(row["code"], row["origin"]):
+        for row, functions in zip(rows, found, strict=True):
+            for seed, reason in functions:
                 if seed is not None:
                     result.kept.append(seed)
                 else:
                     result.rejected.append({"origin": row["origin"], "reason": reason})
         return result
+
+    def run(self, *args, **kwargs):
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
 
 class DedupSeeds(Stage):
@@ -242,6 +274,44 @@ class DedupSeeds(Stage):
             if row["id"] in dup_of:
                 result.rejected.append({"id": row["id"], "origin": row["origin"], "reason": "near_duplicate",
                                         "duplicate_of": dup_of[row["id"]]})
+            else:
+                result.kept.append(row)
+        return result
+
+
+class TypecheckSeeds(Stage):
+    """Optional: drop seeds that Pyright reports errors in (basic mode, one file per seed)."""
+
+    name = "seeds.typecheck"
+    batch_size = 256
+
+    def process_batch(self, rows: list[dict]) -> BatchResult:
+        import shutil
+        import subprocess
+        import tempfile
+
+        pyright = shutil.which("pyright")
+        if pyright is None:
+            raise RuntimeError("the seeds type check needs Pyright: pip install pyright (it fetches Node's package)")
+        result = BatchResult()
+        with tempfile.TemporaryDirectory(prefix="seeds-pyright-") as tmp:
+            files = {}
+            for i, row in enumerate(rows):
+                path = Path(tmp) / f"seed_{i}.py"
+                path.write_text(row["seed"])
+                files[str(path)] = row
+            proc = subprocess.run([pyright, "--outputjson", tmp], capture_output=True, text=True)
+            try:
+                report = json.loads(proc.stdout)
+            except ValueError:
+                raise RuntimeError(f"pyright failed: {proc.stderr[-2000:] or proc.stdout[-2000:]}") from None
+        errors: dict[str, str] = {}
+        for diag in report.get("generalDiagnostics", []):
+            if diag.get("severity") == "error":
+                errors.setdefault(diag["file"], diag.get("message", ""))
+        for path, row in files.items():
+            if path in errors:
+                result.rejected.append({"id": row["id"], "reason": "type_error", "message": errors[path]})
             else:
                 result.kept.append(row)
         return result

@@ -1,0 +1,83 @@
+"""Optional seed filter: the base model judges whether each docstring describes its function.
+
+Few-shot Yes/No prompts, several samples per seed, majority vote. The positive shots are the
+example library's snippets; the negative shots pair a snippet's code with another snippet's
+docstring, so the model sees what a mismatch looks like.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+
+from generator.prompts import EXAMPLE_HEADER, Malformed, load_examples
+from generator.stage import BatchResult
+from generator.stages.generation import GenerationStage
+
+PREAMBLE = ("Decide whether the docstring of each function describes what the function does. "
+            "Answer Yes or No.\n\n")
+
+
+def _swap_docstring(code: str, other: str) -> str | None:
+    try:
+        tree, donor = ast.parse(code), ast.parse(other)
+    except SyntaxError:
+        return None
+    funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    donors = [n for n in donor.body if isinstance(n, ast.FunctionDef)]
+    if not funcs or not donors or ast.get_docstring(funcs[0]) is None or ast.get_docstring(donors[0]) is None:
+        return None
+    old, new = ast.get_docstring(funcs[0], clean=False), ast.get_docstring(donors[0], clean=False)
+    return code.replace(old, new, 1) if old != new else None
+
+
+class JudgeSeeds(GenerationStage):
+    name = "seeds.judge"
+    output_field = "judge"
+
+    def _shots(self, row: dict) -> list[tuple[str, str]]:
+        rng = random.Random(self.row_seed(row, "examples"))
+        snippets = [e.snippet for e in load_examples() if "\"\"\"" in e.snippet]
+        rng.shuffle(snippets)
+        shots = []
+        for i, snippet in enumerate(snippets[: self.gen.k]):
+            if i % 2:
+                swapped = _swap_docstring(snippet, snippets[(i + 1) % len(snippets)])
+                if swapped:
+                    shots.append((swapped, "No"))
+                    continue
+            shots.append((snippet, "Yes"))
+        return shots
+
+    def prompt(self, row: dict) -> str:
+        parts = [PREAMBLE]
+        shots = self._shots(row)
+        for i, (code, answer) in enumerate(shots, 1):
+            parts.append(f"{EXAMPLE_HEADER} {i}\n### Function\n```python\n{code}\n```\n\n### Answer\n{answer}\n\n")
+        parts.append(f"{EXAMPLE_HEADER} {len(shots) + 1}\n### Function\n```python\n{row['seed'].strip()}\n```\n\n"
+                     "### Answer\n")
+        return "".join(parts)
+
+    def parse(self, text: str) -> bool:
+        word = text.strip().split()[0].strip(".,!").lower() if text.strip() else ""
+        if word not in ("yes", "no"):
+            raise Malformed("not_yes_or_no")
+        return word == "yes"
+
+    def process_batch(self, rows: list[dict]) -> BatchResult:
+        voted = super().process_batch(rows)
+        result = BatchResult(rejected=voted.rejected, extra=voted.extra)
+        votes: dict[str, list[bool]] = {}
+        for r in voted.kept:
+            votes.setdefault(r["id"].rsplit("-", 1)[0], []).append(r["judge"])
+        for row in rows:
+            ballot = votes.get(row["id"])
+            if not ballot:
+                continue  # no usable answer: already rejected above
+            yes = sum(ballot)
+            if yes * 2 > self.gen.n:
+                result.kept.append({**row, "judge_yes": yes, "judge_votes": len(ballot)})
+            else:
+                result.rejected.append({"id": row["id"], "reason": "docstring_mismatch", "judge_yes": yes,
+                                        "judge_votes": len(ballot)})
+        return result
