@@ -60,6 +60,7 @@ PRELOADED_MODULES = (
     "datetime", "enum", "abc", "io", "operator", "textwrap", "hashlib", "struct",
 )
 PR_SET_DUMPABLE = 4
+SHM_INFO, SEM_INFO, MSG_INFO = 14, 19, 12
 READ_CHUNK = 65536
 # How long to keep reading pipes that a finished program's leftover children hold open.
 DRAIN_AFTER_EXIT_S = 0.05
@@ -86,7 +87,8 @@ def main() -> None:
         except Exception as exc:  # the agent must answer every job, even a malformed one
             reply = {"id": None, "agent_error": f"{type(exc).__name__}: {exc}", "clean": False}
             try:
-                reply["id"] = json.loads(line).get("id")
+                job = json.loads(line)
+                reply["id"], reply["nonce"] = job.get("id"), job.get("nonce")
             except Exception:
                 pass
         _send(out, reply)
@@ -135,7 +137,8 @@ def run_job(job: dict) -> dict:
     except OSError as exc:
         for fd in (out_r, out_w, err_r, err_w, outcome_r, outcome_w, stdin_fd):
             os.close(fd)
-        return {"id": job.get("id"), "agent_error": f"fork failed: {exc}", "clean": False}
+        return {"id": job.get("id"), "nonce": job.get("nonce"), "agent_error": f"fork failed: {exc}",
+                "clean": False}
     if pid == 0:
         _child(code, script, stdin_fd, out_w, err_w, outcome_w, job)  # never returns
     for fd in (out_w, err_w, outcome_w, stdin_fd):
@@ -236,6 +239,7 @@ def run_job(job: dict) -> dict:
     clean = clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
     return {
         "id": job.get("id"),
+        "nonce": job.get("nonce"),
         "status": status,
         "reason": reason,
         "exit_code": exit_code,
@@ -464,14 +468,22 @@ def _remove(path: str) -> None:
 
 
 def _sysv_ipc_left() -> bool:
-    """SysV shared memory, semaphores and queues outlive processes: a job may not leave any."""
-    for kind in ("shm", "sem", "msg"):
-        try:
-            with open(f"/proc/sysvipc/{kind}") as f:
-                if len(f.read().splitlines()) > 1:
-                    return True
-        except OSError:
-            pass
+    """SysV shared memory, semaphores and queues outlive processes: a job may not leave any.
+
+    Asked of the kernel with the *_INFO commands (counts of what exists in this IPC namespace),
+    which gVisor implements too, unlike /proc/sysvipc.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(256)
+        if libc.shmctl(0, SHM_INFO, buf) >= 0 and ctypes.c_int.from_buffer(buf).value:
+            return True  # struct shm_info: used_ids
+        if libc.semctl(0, 0, SEM_INFO, buf) >= 0 and (ctypes.c_int * 10).from_buffer(buf)[7]:
+            return True  # struct seminfo: semusz, the sets in use
+        if libc.msgctl(0, MSG_INFO, buf) >= 0 and ctypes.c_int.from_buffer(buf).value:
+            return True  # struct msginfo: msgpool, the queues in use
+    except (OSError, AttributeError):
+        return True  # cannot tell: assume the worst, the container is replaced
     return False
 
 

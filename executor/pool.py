@@ -17,6 +17,7 @@ import base64
 import logging
 import os
 import queue
+import secrets
 import threading
 import time
 import uuid
@@ -222,10 +223,11 @@ class Pool:
             self._count(ready=-1)
             self._retire(sandbox)
 
-    def _start_sandbox(self) -> Sandbox | None:
+    def _start_sandbox(self, memory_mb: int | None = None) -> Sandbox | None:
         if not self._engine_ok.wait(timeout=0.5):
             return None
-        sandbox = Sandbox(self._client, self.config)
+        config = self.config if memory_mb is None else replace(self.config, memory_mb=memory_mb)
+        sandbox = Sandbox(self._client, config)
         try:
             sandbox.start()
             return sandbox
@@ -241,6 +243,20 @@ class Pool:
 
         Returns the result (or an exception for the caller) and whether `sandbox` may be reused.
         """
+        if sandbox.memory_mb != job.limits.memory_mb:
+            try:
+                sandbox.set_memory(job.limits.memory_mb)
+            except SandboxError as exc:
+                # Some runtimes (gVisor) cannot change a running container's limits: run this
+                # job in a container created with its limit instead.
+                log.info("%s; starting a sandbox with %d MiB for this job", exc, job.limits.memory_mb)
+                self._retire(sandbox)
+                sandbox = self._start_sandbox(memory_mb=job.limits.memory_mb)
+                if sandbox is None:
+                    return self._sandbox_error(job, f"{exc}; no sandbox with that limit could be started"), False
+                result, _ = self._run(sandbox, job)
+                self._retire(sandbox)
+                return result, False
         try:
             reply = self._ask(sandbox, job)
         except SandboxError as first:
@@ -251,7 +267,7 @@ class Pool:
                 return EngineUnavailable(self._engine_error), False
             log.warning("sandbox %s failed under job %r (%s); retrying once on a new one",
                         sandbox.short_id, job.program.id, first)
-            retry = self._start_sandbox()
+            retry = self._start_sandbox(memory_mb=job.limits.memory_mb)
             if retry is None:
                 return self._sandbox_error(job, f"{first}; no new sandbox could be started"), False
             try:
@@ -276,9 +292,11 @@ class Pool:
 
     def _ask(self, sandbox: Sandbox, job: _Job) -> dict:
         sandbox.set_memory(job.limits.memory_mb)
-        return sandbox.run(
+        nonce = secrets.token_hex(16)
+        reply = sandbox.run(
             {
                 "id": job.program.id,
+                "nonce": nonce,
                 "code": job.program.code,
                 "stdin_b64": base64.b64encode(job.program.stdin).decode(),
                 "timeout_s": job.limits.timeout_s,
@@ -286,6 +304,11 @@ class Pool:
             },
             timeout_s=job.limits.timeout_s + AGENT_GRACE_S,
         )
+        # The nonce proves the answer came from the agent for this job, not from a program
+        # that wrote a forged line into the agent's output (possible where /proc/1/fd is open).
+        if reply.get("nonce") != nonce:
+            raise SandboxError("the sandbox's answer did not carry this job's nonce (protocol violated)")
+        return reply
 
     def _result(self, job: _Job, reply: dict) -> ExecutionResult:
         return ExecutionResult(

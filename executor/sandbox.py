@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import struct
 import time
@@ -49,6 +50,19 @@ class SandboxConfig:
 
     def create_kwargs(self) -> dict:
         mem = f"{self.memory_mb}m"
+        ulimits = [
+            Ulimit(name="nofile", soft=self.nofile, hard=self.nofile),
+            Ulimit(name="fsize", soft=self.fsize_mb << 20, hard=self.fsize_mb << 20),
+            Ulimit(name="core", soft=0, hard=0),
+        ]
+        pids_limit: int | None = self.pids_limit
+        if self.runtime == "runsc":
+            # gVisor runs its own kernel: the pids cgroup counts the sandbox's host threads and
+            # kills the whole sandbox when reached, while the guest's RLIMIT_NPROC makes fork()
+            # fail inside it, which is what a process limit should do. (Under runc RLIMIT_NPROC
+            # would count uid 10001 across every container on the host, so runc keeps the cgroup.)
+            ulimits.append(Ulimit(name="nproc", soft=self.pids_limit, hard=self.pids_limit))
+            pids_limit = None
         return dict(
             image=self.image,
             detach=True,
@@ -62,17 +76,13 @@ class SandboxConfig:
             user=SANDBOX_UID,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            pids_limit=self.pids_limit,
+            pids_limit=pids_limit,
             mem_limit=mem,
             memswap_limit=mem,  # swap equal to memory: no swap at all
             nano_cpus=int(self.cpus * 1e9),
-            ulimits=[
-                Ulimit(name="nofile", soft=self.nofile, hard=self.nofile),
-                Ulimit(name="fsize", soft=self.fsize_mb << 20, hard=self.fsize_mb << 20),
-                Ulimit(name="core", soft=0, hard=0),
-            ],
+            ulimits=ulimits,
             environment={},
-            hostname="sandbox",
+            hostname=f"sandbox-{secrets.token_hex(4)}",  # tells containers apart in logs and tests
             labels={LABEL_ROLE: ROLE_SANDBOX, **self.labels},
             log_config=LogConfig(type=LogConfig.types.NONE),
             runtime=self.runtime,

@@ -13,6 +13,12 @@ if ! command -v dockerd >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq docker.io >/dev/null
 fi
 if ! pgrep -x dockerd >/dev/null 2>&1; then
+  # Register gVisor when it is installed and no engine config exists yet (we never rewrite one).
+  if command -v runsc >/dev/null 2>&1 && [ ! -f /etc/docker/daemon.json ]; then
+    $sudo_ mkdir -p /etc/docker
+    echo '{"runtimes": {"runsc": {"path": "'"$(command -v runsc)"'", "runtimeArgs": ["--network=none"]}}}' \
+      | $sudo_ tee /etc/docker/daemon.json >/dev/null
+  fi
   echo "ensure-docker: starting dockerd (log: /var/log/selfalign-dockerd.log)" >&2
   $sudo_ sh -c 'nohup dockerd >/var/log/selfalign-dockerd.log 2>&1 &'
 fi

@@ -19,12 +19,22 @@ HEALTHY = "import os\nprint(repr((sorted(p for p in os.listdir('/proc') if p.isd
 ISOLATED_SECRET = "SELFALIGN_TEST_HOST_SECRET"
 
 
-@pytest.fixture(scope="module")
-def solo(docker_client, sandbox_image):
+def _runsc_available(docker_client) -> bool:
+    return "runsc" in docker_client.info().get("Runtimes", {})
+
+
+@pytest.fixture(scope="module", params=["runc", "runsc"])
+def solo(request, docker_client, sandbox_image):
+    """One sandbox, under the default runtime and again under gVisor where it is registered."""
+    runtime = request.param
+    if runtime == "runsc" and not _runsc_available(docker_client):
+        pytest.skip("gVisor (runsc) is not installed and registered with Docker")
     os.environ[ISOLATED_SECRET] = "must-not-leak"
-    server = start_server(docker_client, pool_size=1, instance="pytest-isolation")
+    server = start_server(docker_client, pool_size=1, instance=f"pytest-isolation-{runtime}",
+                          runtime=None if runtime == "runc" else runtime)
     with Client(f"127.0.0.1:{server.port}") as client:
         client.port = server.port
+        client.runtime = runtime
         yield client
     server.stop()
     os.environ.pop(ISOLATED_SECRET, None)
@@ -46,8 +56,23 @@ def assert_next_job_is_clean(client) -> None:
 
 
 def container_of(client) -> str:
-    r = run(client, "print(open('/proc/self/cgroup').read())")
+    """Which container ran the job (every sandbox gets its own hostname)."""
+    r = run(client, "import os\nprint(os.uname().nodename)")
+    assert r.status is Status.PASSED and r.stdout.startswith(b"sandbox-"), r
     return r.stdout.decode()
+
+
+GVISOR_LIMITS = {
+    "init": "gVisor (Debian's runsc 2022) lets a process signal PID 1, so a job can kill the agent: "
+            "the job gets SANDBOX_ERROR after one retry and the pool replaces the container",
+    "procfd": "gVisor does not restrict /proc/1/fd by PR_SET_DUMPABLE; a forged answer written there "
+              "lacks the job's nonce and is rejected (the container is replaced)",
+}
+
+
+def xfail_under_gvisor(client, key: str) -> None:
+    if client.runtime == "runsc":
+        pytest.xfail(GVISOR_LIMITS[key])
 
 
 # -- processes ----------------------------------------------------------------------------
@@ -61,7 +86,8 @@ def test_fork_bomb_is_stopped_on_time_and_nothing_survives(solo):
             except OSError:
                 pass
     """, timeout_s=3)
-    assert r.status is Status.TIMEOUT
+    # Under gVisor the bomb's 128 interpreters can fill the sandbox's memory before the time is up.
+    assert r.status is Status.TIMEOUT or (solo.runtime == "runsc" and r.status is Status.MEMORY_LIMIT)
     assert_next_job_is_clean(solo)
 
 
@@ -90,12 +116,15 @@ def test_children_in_new_sessions_and_double_forks_are_gone(solo):
     "import os, signal\nos.kill(1, signal.SIGSTOP)\nprint('still here')",
 ])
 def test_killing_the_parent_does_not_take_the_service_down(solo, code):
+    if "getppid" in code or "SIGSTOP" in code:
+        xfail_under_gvisor(solo, "init")
     r = run(solo, code)
     assert r.status is Status.PASSED and r.stdout == b"still here\n"
     assert_next_job_is_clean(solo)
 
 
 def test_ptrace_and_fds_of_the_agent_are_out_of_reach(solo):
+    xfail_under_gvisor(solo, "procfd")
     r = run(solo, """
         import os
         for path in ("/proc/1/fd/0", "/proc/1/fd/1", "/proc/1/mem"):
@@ -267,7 +296,8 @@ def test_sysv_shared_memory_does_not_survive(solo):
     """)
     assert r.status is Status.PASSED and r.stdout == b"True\n"
     assert container_of(solo) != before  # a SysV segment outlives processes: container replaced
-    r = run(solo, "print(len(open('/proc/sysvipc/shm').read().splitlines()) - 1)")
+    r = run(solo, "import ctypes\nbuf = ctypes.create_string_buffer(256)\n"
+                  "ctypes.CDLL(None).shmctl(0, 14, buf)\nprint(ctypes.c_int.from_buffer(buf).value)")  # SHM_INFO
     assert r.stdout == b"0\n"
 
 
@@ -309,7 +339,9 @@ def test_no_root_no_capabilities_no_docker_socket_no_host_environment(solo):
         import os
         status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
         print(os.getuid(), os.geteuid(), os.getgid())
-        print(status["CapEff"].strip(), status["CapPrm"].strip(), status["NoNewPrivs"].strip())
+        import ctypes
+        no_new_privs = ctypes.CDLL(None).prctl(39, 0, 0, 0, 0)  # PR_GET_NO_NEW_PRIVS
+        print(status["CapEff"].strip(), status["CapPrm"].strip(), no_new_privs)
         print(os.path.exists("/var/run/docker.sock"), os.path.exists("/run/docker.sock"))
         print(sorted(os.environ))
         print(open("/proc/1/environ", "rb").read() if os.access("/proc/1/environ", os.R_OK) else b"")
@@ -333,3 +365,19 @@ def test_sudo_and_setuid_do_not_help(solo):
             print("denied")
     """)
     assert r.stdout == b"denied\n"
+
+
+def test_a_forged_answer_is_rejected(solo):
+    """A program that writes a fake result into the agent's output must not get PASSED."""
+    r = run(solo, """
+        import json, os
+        fake = json.dumps({"id": "", "nonce": "guess", "status": "PASSED", "clean": True}) + "\\n"
+        try:
+            with open("/proc/1/fd/1", "w") as out:
+                out.write(fake)
+        except OSError:
+            pass
+        raise SystemExit(1)
+    """)
+    assert r.status is not Status.PASSED
+    assert_next_job_is_clean(solo)

@@ -124,7 +124,7 @@ def test_fresh_isolation_uses_a_new_container_per_job(docker_client, sandbox_ima
     server = start_server(docker_client, isolation="fresh", instance="pytest-fresh")
     try:
         with Client(f"127.0.0.1:{server.port}") as client:
-            code = "import os\nprint(os.uname().nodename, open('/proc/self/cgroup').read().split('/')[-1].strip())"
+            code = "import os\nprint(os.uname().nodename)"
             outs = {client.execute(Program(code)).stdout for _ in range(4)}
             assert client.info().pool.isolation == "fresh"
         assert len(outs) == 4  # each job saw a different container cgroup

@@ -263,3 +263,12 @@ def test_eval_generates_with_a_tiny_model(tiny, tmp_path, target):
 def test_eval_needs_exactly_one_source(tmp_path):
     proc, _ = run_eval("--output", tmp_path / "x.json")
     assert proc.returncode == 2 and "exactly one of" in proc.stderr
+
+
+def test_padding_overhead_is_exact():
+    from trainer.data import padding_overhead
+
+    assert padding_overhead([100, 100, 100, 100], 4) == 0.0
+    assert padding_overhead([100, 300], 2) == 0.5          # 600 computed for 400 real tokens
+    assert padding_overhead([100, 300], 1) == 0.0          # batch 1: nothing to pad
+    assert padding_overhead([], 8) == 0.0
