@@ -9,14 +9,17 @@ python3 -c "import torch" 2>/dev/null || python3 -m pip install -q --disable-pip
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 need_apt=()
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
-command -v runsc >/dev/null 2>&1 || need_apt+=(runsc)   # gVisor: optional, the suite also runs under it
 if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
   need_apt+=(docker-compose)
 fi
 if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null \
-    || echo "setup: could not install ${need_apt[*]}; continuing without them" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# gVisor is optional: with it, the isolation suite runs under runsc too.
+if ! command -v runsc >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null 2>&1 \
+    || echo "setup: gVisor (runsc) not installed; its tests will be skipped" >&2
 fi
 bash scripts/ensure-docker.sh
 echo "setup: sandbox image $(python3 -m executor build-image)" >&2
