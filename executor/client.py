@@ -274,6 +274,7 @@ class _Batch:
                     return
                 if isinstance(item, BaseException):
                     raise item
+                self.slots.release()
                 yield item
         finally:
             await self.cancel()
@@ -291,7 +292,8 @@ class _Batch:
         program = self.programs.pop(key, None)
         if program is None:
             return
-        self.slots.release()
+        # The program's slot is released when the consumer takes the result (in `results`), so
+        # results waiting for a slow consumer count against max_in_flight too: memory stays bounded.
         if isinstance(item, ExecutionResult):
             cache_key = await self.client._cache_key(program)
             if cache_key is not None:

@@ -93,3 +93,49 @@ def test_limits_in_stream_requests_apply(client):
     programs = [Program("import time; time.sleep(5)", id="t", limits=Limits(timeout_s=0.5))]
     (r,) = list(client.execute_many(programs))
     assert r.status is Status.TIMEOUT and "limit of 0.5 s" in r.reason
+
+
+def test_async_client_api(target):
+    import asyncio
+
+    from executor.client import AsyncClient
+
+    async def main():
+        async with AsyncClient(target) as client:
+            one = await client.execute(Program("print('async')", id="one"))
+            many = [r async for r in client.execute_many((Program(f"print({i})", id=str(i)) for i in range(20)),
+                                                         max_in_flight=4)]
+            info = await client.info()
+            return one, many, info
+
+    one, many, info = asyncio.run(main())
+    assert one.stdout == b"async\n" and one.id == "one"
+    assert sorted(int(r.id) for r in many) == list(range(20)) and all(r.passed for r in many)
+    assert info.pool.size == 2
+
+
+def test_more_streams_than_the_server_accepts_are_refused(docker_client, sandbox_image):
+    import threading
+
+    from tests.conftest import start_server
+
+    server = start_server(docker_client, pool_size=1, max_streams=2, instance="pytest-streams")
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = pb_grpc.ExecutorStub(channel)
+    release = threading.Event()
+
+    def held_requests():
+        yield pb.ExecuteRequest(id="hold", code="print(1)")
+        release.wait(30)  # keep the stream open
+
+    try:
+        held = [stub.ExecuteStream(held_requests()) for _ in range(2)]
+        for call in held:
+            assert next(call).result.status == pb.PASSED  # both accepted and running
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.ExecuteStream(iter([pb.ExecuteRequest(id="third", code="print(3)")])))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        release.set()
+        channel.close()
+        server.stop()

@@ -272,3 +272,10 @@ def test_padding_overhead_is_exact():
     assert padding_overhead([100, 300], 2) == 0.5          # 600 computed for 400 real tokens
     assert padding_overhead([100, 300], 1) == 0.0          # batch 1: nothing to pad
     assert padding_overhead([], 8) == 0.0
+
+
+def test_lora_and_gradient_checkpointing_options_train(tiny, tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", rows(4))
+    summary = train(_cfg(tiny, data, tmp_path / "lora", epochs=1, lora_r=4, gradient_checkpointing=True))
+    assert summary["finished"] and summary["global_step"] == 1
+    assert (tmp_path / "lora" / "adapter_config.json").exists()  # peft saved the adapter
