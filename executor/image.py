@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import tarfile
 from importlib import resources
-from pathlib import Path
 
 import docker
 import docker.errors
@@ -108,15 +107,3 @@ def ensure_sandbox_image(client: docker.DockerClient, base: str | None = None) -
         tail = "".join(str(c.get("stream", c.get("error", ""))) for c in exc.build_log)[-4000:]
         raise RuntimeError(f"sandbox image build failed: {exc}\n{tail}") from exc
     return tag
-
-
-def find_sandbox_image(client: docker.DockerClient, base: str | None = None) -> str | None:
-    """The tag a build would produce, if that image is present (never builds)."""
-    base = base or default_base()
-    base_image = offline_base_tag() if base == "offline" else base
-    tag = sandbox_image_tag(base_image)
-    return tag if image_exists(client, tag) else None
-
-
-def repository_root() -> Path:
-    return Path(__file__).resolve().parent.parent

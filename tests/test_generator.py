@@ -93,12 +93,6 @@ def read(path) -> list[dict]:
 
 # -- seeds --------------------------------------------------------------------------------
 
-def _seeds_of(module: str) -> dict[str, str]:
-    source = (STDLIB / module).read_text()
-    return {(row or {}).get("name", reason): row["seed"] if row else reason
-            for row, reason in SeedFilter().functions(source, module)}
-
-
 def test_seed_extraction_on_the_standard_library():
     bisect = list(SeedFilter().functions((STDLIB / "bisect.py").read_text(), "bisect.py"))
     assert [r["name"] if r else reason for r, reason in bisect] == [
