@@ -277,7 +277,9 @@ def funnel_chart(all_stats: list[StageStats], path: Path) -> None:
     kept = [s.rows_out for s in all_stats]
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
     bars = ax.barh(names[::-1], kept[::-1], color="#4c72b0")
-    ax.bar_label(bars, labels=[f"{k:,}" for k in kept[::-1]], padding=3)
+    # execute keeps passing *samples* (several per instruction); every other stage counts rows.
+    labels = [f"{k:,} samples" if n == "execute" else f"{k:,}" for n, k in zip(names, kept, strict=True)]
+    ax.bar_label(bars, labels=labels[::-1], padding=3)
     ax.set_xlabel("rows kept")
     ax.set_title("selfalign pipeline funnel")
     ax.margins(x=0.15)
