@@ -291,7 +291,7 @@ class Pool:
         return result, keep
 
     def _ask(self, sandbox: Sandbox, job: _Job) -> dict:
-        sandbox.set_memory(job.limits.memory_mb)
+        """Send the job; the sandbox already has the job's memory limit (see `_run`)."""
         nonce = secrets.token_hex(16)
         reply = sandbox.run(
             {

@@ -24,7 +24,7 @@ from executor import __version__, metrics
 from executor.image import ensure_sandbox_image
 from executor.jobs import ExecutionResult, Limits, Program
 from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
-from executor.pool import EngineUnavailable, Pool
+from executor.pool import Pool
 from executor.sandbox import SandboxConfig
 from executor.v1 import executor_pb2 as pb
 from executor.v1 import executor_pb2_grpc as pb_grpc
@@ -83,16 +83,14 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except InvalidRequest as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except EngineUnavailable as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # EngineUnavailable, or shutting down
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         context.add_callback(future.cancel)
         try:
             result: ExecutionResult = future.result()
         except futures.CancelledError:
             context.abort(grpc.StatusCode.CANCELLED, "cancelled by the client")
-        except (EngineUnavailable, RuntimeError) as exc:
+        except RuntimeError as exc:  # EngineUnavailable, or shutting down
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return result.to_proto()
 
@@ -108,7 +106,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 resp = pb.StreamResponse(id=request_id, result=fut.result().to_proto())
             except futures.CancelledError:
                 resp = None
-            except (EngineUnavailable, RuntimeError) as exc:
+            except RuntimeError as exc:  # EngineUnavailable, or shutting down
                 resp = _stream_error(request_id, grpc.StatusCode.UNAVAILABLE, str(exc))
             if resp is not None:
                 out.put(resp)
@@ -138,7 +136,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                         slots.release()
                         out.put(_stream_error(request.id, grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
                         continue
-                    except (EngineUnavailable, RuntimeError) as exc:
+                    except RuntimeError as exc:  # EngineUnavailable, or shutting down
                         slots.release()
                         out.put(_stream_error(request.id, grpc.StatusCode.UNAVAILABLE, str(exc)))
                         continue

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from generator.pipeline import STAGES, Pipeline, PipelineConfig, executor_client, run_seeds
+from generator.pipeline import STAGES, Pipeline, PipelineConfig, run_seeds, run_stage
 from generator.stage import file_fingerprint, read_jsonl
 
 
@@ -77,12 +77,7 @@ def cmd_stage(args) -> int:
         index, count = _shard(args.shard)
         rows = [r for i, r in enumerate(rows) if i % count == index]
         fp = f"{fp}:shard{index}/{count}"
-    if args.command == "execute":
-        with executor_client(cfg.execute) as client:
-            stage.client = client
-            stats = stage.run(rows, fp, total=len(rows))
-    else:
-        stats = stage.run(rows, fp, total=len(rows))
+    stats = run_stage(stage, rows, fp, cfg.execute)
     print(json.dumps(stats.to_dict()), file=sys.stderr)
     return 0
 

@@ -129,6 +129,18 @@ def executor_client(cfg: ExecuteConfig) -> Iterator:
         server.stop()
 
 
+def run_stage(stage: Stage, rows: list[dict], input_fingerprint: str, execute: ExecuteConfig) -> StageStats:
+    """Run one stage on its rows. The execute stage gets an executor client (remote, or an
+    embedded executor started here) only when it has work left, so a finished run starts none."""
+    from generator.stages.execute import Execute
+
+    if isinstance(stage, Execute) and not stage.is_done(input_fingerprint):
+        with executor_client(execute) as client:
+            stage.client = client
+            return stage.run(rows, input_fingerprint, total=len(rows))
+    return stage.run(rows, input_fingerprint, total=len(rows))
+
+
 class Pipeline:
     def __init__(self, cfg: PipelineConfig, backend: Backend | None = None) -> None:
         self.cfg = cfg
@@ -158,7 +170,7 @@ class Pipeline:
                 break
         return all_stats
 
-    def stage(self, name: str, out: Path, client=None) -> Stage:
+    def stage(self, name: str, out: Path) -> Stage:
         from generator.benchmarks import ContaminationIndex, load_benchmarks
         from generator.stages.concepts import Concepts
         from generator.stages.decontaminate import Decontaminate
@@ -177,7 +189,7 @@ class Pipeline:
             return gen_stages[name](out, self.backend, generation_config(section), cfg.seed, conf, progress)
         if name == "execute":
             ex = cfg.execute
-            return Execute(out, client, ex.timeout_s, ex.memory_mb, ex.concurrency,
+            return Execute(out, None, ex.timeout_s, ex.memory_mb, ex.concurrency,
                            {"timeout_s": ex.timeout_s, "memory_mb": ex.memory_mb}, progress)
         if name == "select":
             return Select(out, cfg.seed, {"seed": cfg.seed}, progress)
@@ -198,16 +210,8 @@ class Pipeline:
             judge_backend = self.backend if self.cfg.seeds.judge else None
             return run_seeds(self.cfg, out, backend=judge_backend), out
         rows = list(read_jsonl(previous))
-        fp = file_fingerprint(previous)
-        if name == "execute":
-            stage = self.stage(name, out)
-            if stage.is_done(fp):
-                return [stage.stats()], out
-            with executor_client(self.cfg.execute) as client:
-                stage.client = client
-                return [stage.run(rows, fp, total=len(rows))], out
         stage = self.stage(name, out)
-        return [stage.run(rows, fp, total=len(rows))], out
+        return [run_stage(stage, rows, file_fingerprint(previous), self.cfg.execute)], out
 
     def write_summary(self, all_stats: list[StageStats]) -> None:
         summary = [s.to_dict() for s in all_stats]

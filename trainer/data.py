@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.pipeline import ExecuteConfig, executor_client
+from generator.pipeline import ExecuteConfig, run_stage
 from generator.stage import StageStats, file_fingerprint, read_jsonl
 from trainer.template import tokenize_example
 
@@ -69,17 +69,16 @@ def prepare(data: str, out_dir: str | Path, tokenizer, options: PrepareOptions, 
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     steps: list[StageStats] = []
 
-    def step(stage, client=None) -> None:
+    execute = ExecuteConfig(executor=list(options.executor or []))
+
+    def step(stage) -> None:
         nonlocal current
         rows_in = list(read_jsonl(current))
-        if client is not None:
-            stage.client = client
-        steps.append(stage.run(rows_in, file_fingerprint(current), total=len(rows_in)))
+        steps.append(run_stage(stage, rows_in, file_fingerprint(current), execute))
         current = stage.output
 
     if options.verify:
-        with executor_client(ExecuteConfig(executor=list(options.executor or []))) as client:
-            step(Execute(out / "01-verify.jsonl", client, progress=progress), client)
+        step(Execute(out / "01-verify.jsonl", None, progress=progress))
         current = _restore_ids(current, out / "01-verified.jsonl")
     if options.dedup:
         step(Dedup(out / "02-dedup.jsonl", DedupConfig(), progress=progress))

@@ -22,7 +22,7 @@ class Execute(Stage):
     batch_size = 512
     side_files = ("executions",)
 
-    def __init__(self, output, client: Client, timeout_s: float | None = None, memory_mb: int | None = None,
+    def __init__(self, output, client: Client | None, timeout_s: float | None = None, memory_mb: int | None = None,
                  concurrency: int = 64, config: dict | None = None, progress: bool = True) -> None:
         super().__init__(output, config, progress)
         self.client = client
