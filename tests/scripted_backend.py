@@ -16,8 +16,10 @@ from generator.backends import Completion, Sampling
 from generator.prompts import EXAMPLE_HEADER, PREAMBLE
 from generator.stages.judge import PREAMBLE as JUDGE_PREAMBLE
 
-CORRECT = '''Use a helper and a module-level import.
+CORRECT = '''[Reasoning]
+Use a helper and a module-level import.
 
+[Implementation]
 ```python
 import math
 
@@ -28,20 +30,61 @@ def {fn}(r):
     return math.pi * _square(r)
 ```
 
+[Explanation]
+The helper squares the radius. Nothing to install:
+
+```bash
+pip list
+```
+
+```
+>>> {fn}(1.0)
+3.141592653589793
+```
+
 [Tests]
 ```python
 assert abs({fn}(1.0) - math.pi) < 1e-9
 assert {fn}(0) == 0
-```'''
+```
+That is all, thank you.'''
 
-WRONG = '''```python
+WRONG = '''[Reasoning]
+Return the radius.
+
+[Implementation]
+```python
 def {fn}(r):
     return r
 ```
 
+[Explanation]
+Wrong on purpose.
+
+[Tests]
 ```python
 assert {fn}(2) == 4
 ```'''
+
+# Passes when run, but [Tests] comes before [Explanation]: the format check drops it.
+UNORDERED = '''[Reasoning]
+Multiply by pi twice.
+
+[Implementation]
+```python
+import math
+
+def {fn}(r):
+    return math.pi * r * r
+```
+
+[Tests]
+```python
+assert {fn}(0) == 0
+```
+
+[Explanation]
+Area of a circle.'''
 
 SCALE = '''[Reasoning]
 Multiply by the factor.
@@ -51,8 +94,12 @@ Multiply by the factor.
 FACTOR = {k}
 
 def {fn}(x):
+    # the factor is a module-level constant
     return FACTOR * x
 ```
+
+[Explanation]
+A constant factor.
 
 [Tests]
 ```python
@@ -60,12 +107,13 @@ assert {fn}(2) == {k2}
 assert {fn}(0) == 0
 ```'''
 
+# Its only assert validates input inside the implementation: nothing tests it.
 UNTESTED = '''```python
 def {fn}(x):
+    assert x is not None
     return x
 ```
 That is all.'''
-
 
 def _query(prompt: str) -> str:
     return prompt.rsplit(EXAMPLE_HEADER, 1)[1]
@@ -109,14 +157,14 @@ class ScriptedBackend:
     def instruction(self, query: str) -> list[Completion]:
         name = re.search(r"### Concepts\n(\w+) computation", query).group(1)
         return [Completion(f"Write a Python function `solve_{name}` that performs the {name} "
-                           "computation described by its concepts, with tests.\n\n", "stop")]
+                           "computation described by its concepts.\n\n", "stop")]
 
     def responses(self, query: str) -> list[Completion]:
         name = re.search(r"`solve_(\w+)`", query).group(1)
         fn = f"solve_{name}"
         if name == "area":
             return [Completion(CORRECT.format(fn=fn), "stop"), Completion(WRONG.format(fn=fn), "stop"),
-                    Completion("I cannot write code for this.", "stop")]
+                    Completion(UNORDERED.format(fn=fn), "stop")]
         if name in ("double", "twice"):
             # "twice" writes the same solution as "double" with another name: a near-duplicate.
             fn_name = "solve_double" if name == "twice" else fn
@@ -127,7 +175,8 @@ class ScriptedBackend:
                     Completion(body[:40], "length")]
         if name == "copycat":
             problem = load_problems()[0]
-            leaked = f"```python\n{problem['prompt']}{problem['canonical_solution']}\n" \
-                     f"assert {problem['entry_point']}([1.0, 2.0], 0.5) is False\n```"
+            leaked = (f"[Reasoning]\nAs known.\n\n[Implementation]\n```python\n{problem['prompt']}"
+                      f"{problem['canonical_solution']}```\n\n[Explanation]\nA copy.\n\n[Tests]\n```python\n"
+                      f"assert {problem['entry_point']}([1.0, 2.0], 0.5) is False\n```")
             return [Completion(leaked, "stop")]
         return [Completion(SCALE.format(fn=fn, k=3, k2=6), "stop")]

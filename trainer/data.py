@@ -83,7 +83,7 @@ def prepare(data: str, out_dir: str | Path, tokenizer, options: PrepareOptions, 
     if options.dedup:
         step(Dedup(out / "02-dedup.jsonl", DedupConfig(), progress=progress))
     if options.decontaminate:
-        index = ContaminationIndex(load_benchmarks(("humaneval",), options.benchmark_files))
+        index = ContaminationIndex(load_benchmarks(("humaneval",), options.benchmark_files))  # case-insensitive
         step(Decontaminate(out / "03-decontaminate.jsonl", index, progress=progress))
 
     import datasets

@@ -19,12 +19,12 @@ from the `n` samples of one prompt, which share the whole prompt.
 
 from __future__ import annotations
 
-import ast
 import random
-import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
+
+from generator.response_format import python_blocks
 
 EXAMPLE_HEADER = "## Example"
 STOP = ("\n## Example",)
@@ -103,9 +103,15 @@ def sample_examples(examples: list[Example], k: int, seed: int) -> list[Example]
     return random.Random(seed).sample(examples, min(k, len(examples)))
 
 
-def draw_properties(seed: int) -> tuple[str, str]:
+def draw_properties(seed: int, categories: dict[str, float] | None = None,
+                    difficulties: dict[str, float] | None = None) -> tuple[str, str]:
+    """A task category and difficulty, each drawn by weight (uniform when not given)."""
     rng = random.Random(seed)
-    return rng.choice(CATEGORIES), rng.choice(DIFFICULTIES)
+    categories = categories or dict.fromkeys(CATEGORIES, 1.0)
+    difficulties = difficulties or dict.fromkeys(DIFFICULTIES, 1.0)
+    category = rng.choices(list(categories), weights=list(categories.values()))[0]
+    difficulty = rng.choices(list(difficulties), weights=list(difficulties.values()))[0]
+    return category, difficulty
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -137,50 +143,12 @@ def parse_instruction(text: str) -> str:
     return instruction
 
 
-_FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)
-
-
-def code_blocks(response: str) -> list[str]:
-    """Fenced Python blocks that parse, in order (blocks that do not parse are left out)."""
-    blocks = []
-    for block in _FENCE.findall(response):
-        try:
-            ast.parse(block)
-        except (SyntaxError, ValueError):
-            continue
-        if block.strip():
-            blocks.append(block)
-    return blocks
-
-
 def parse_response(text: str) -> str:
     response = text.strip()
     if "```" not in response:
         raise Malformed("no_code_block")
     if response.count("```") % 2:
         raise Malformed("unclosed_code_block")
-    if not code_blocks(response):
+    if not python_blocks(response):
         raise Malformed("no_parsable_code")
     return response
-
-
-def program_of(response: str) -> str:
-    """The program the execution filter runs: every parsable block, in order."""
-    return "\n\n".join(code_blocks(response))
-
-
-def has_tests(program: str) -> bool:
-    """Whether the program checks anything: an assert, a unittest case, or a test call."""
-    try:
-        tree = ast.parse(program)
-    except SyntaxError:
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assert):
-            return True
-        if isinstance(node, ast.Attribute) and node.attr in ("main", "TestCase") and \
-                isinstance(node.value, ast.Name) and node.value.id == "unittest":
-            return True
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.startswith("test"):
-            return True
-    return False

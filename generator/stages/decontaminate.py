@@ -1,5 +1,5 @@
-"""Drop rows whose instruction or response shares a token n-gram with a benchmark prompt or
-solution (HumanEval from the wheel; MBPP, HumanEval+, MBPP+ and others from files)."""
+"""Drop rows whose instruction or response contains a benchmark problem statement or reference
+solution (see `generator.benchmarks` for what is matched and why)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ class Decontaminate(Stage):
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()
         for row in rows:
-            for fieldname in ("instruction", "response"):
-                match = self.index.match(row.get(fieldname, ""))
-                if match:
-                    result.rejected.append({"id": row["id"], "reason": f"benchmark_in_{fieldname}", "match": match})
-                    break
+            found = self.index.match(f"{row.get('instruction', '')}\n\n{row.get('response', '')}")
+            if found:
+                result.rejected.append({"id": row["id"], "reason": f"{found.benchmark}_match",
+                                        "task_id": found.task_id, "match": found.text[:200]})
             else:
                 result.kept.append(row)
         return result

@@ -1,17 +1,22 @@
 """Execution filter: run each sample's code and tests in the executor, keep the passing ones.
 
-A sample's program is all its fenced Python blocks that parse, in order, run as a real script,
-so solutions with module-level imports and helper functions are judged correctly (the original
-filter's exec() inside a function rejected them). Samples without any test are dropped: a
-program that checks nothing passes for nothing. Every candidate's status and the tail of its
-stderr are written to the `executions` side file; the failures also to the rejects file.
+A sample's program is all its Python-tagged fenced blocks that parse, in order, run as a real
+script, so solutions with module-level imports and helper functions are judged correctly (the
+original filter's exec() inside a function rejected them). A sample whose tests would not run,
+or could not fail, is dropped before it runs: a program that checks nothing passes for nothing
+(`generator.response_format.tests_reason`). An `if __name__ == "__main__":` block that reads
+standard input is removed first, since unattended it can only fail with EOFError.
+
+Every candidate's status and the tail of its stderr go to the `executions` side file, the
+failures also to the rejects file. The stage's notes count, among the samples that passed, those
+the original filter would have rejected, by reason (`original_would_reject:<reason>`).
 """
 
 from __future__ import annotations
 
 from executor import Limits, Program
 from executor.client import Client, Rejected
-from generator.prompts import has_tests, program_of
+from generator.response_format import drop_interactive_main, original_rejects, program_of, tests_reason
 from generator.stage import BatchResult, Stage
 
 STDERR_TAIL = 2000
@@ -23,11 +28,13 @@ class Execute(Stage):
     side_files = ("executions",)
 
     def __init__(self, output, client: Client | None, timeout_s: float | None = None, memory_mb: int | None = None,
-                 concurrency: int = 64, config: dict | None = None, progress: bool = True) -> None:
+                 concurrency: int = 64, config: dict | None = None, progress: bool = True,
+                 drop_interactive: bool = True) -> None:
         super().__init__(output, config, progress)
         self.client = client
         self.limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
         self.concurrency = concurrency
+        self.drop_interactive = drop_interactive
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult(extra={"executions": []})
@@ -37,13 +44,15 @@ class Execute(Stage):
             samples = row["samples"] if "samples" in row else [row["response"]]
             for i, response in enumerate(samples):
                 key = f"{row['id']}#{i}"
-                program = program_of(response)
-                reason = None if program else "no_parsable_code"
-                if reason is None and not has_tests(program):
-                    reason = "no_tests"
+                reason = tests_reason(response)
                 if reason:
                     result.rejected.append({"id": row["id"], "sample": i, "reason": reason})
                     continue
+                program = program_of(response)
+                if self.drop_interactive:
+                    program, dropped = drop_interactive_main(program)
+                    if dropped:
+                        result.notes["interactive_main_block_removed"] += 1
                 candidates[key] = (row, i, response)
                 programs.append(Program(program, id=key, limits=self.limits))
         for r in self.client.execute_many(programs, max_in_flight=self.concurrency, return_rejected=True):
@@ -57,6 +66,9 @@ class Execute(Stage):
                       "wall_time_s": r.wall_time_s, "sandbox_image": r.sandbox_image}
             result.extra["executions"].append(record)
             if r.passed:
+                original = original_rejects(response)
+                if original:
+                    result.notes[f"original_would_reject:{original}"] += 1
                 kept = {k: v for k, v in row.items() if k != "samples"}
                 kept.update(response=response, sample=i, id=f"{row['id']}#{i}", instruction_id=row["id"])
                 result.kept.append(kept)

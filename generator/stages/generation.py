@@ -27,6 +27,7 @@ class GenerationConfig:
 class GenerationStage(Stage):
     output_field = "text"
     side_files = ("malformed",)
+    keep_cut_off = False   # samples cut by the length limit are dropped unless a stage says otherwise
 
     def __init__(self, output, backend: Backend, gen: GenerationConfig, run_seed: int,
                  config: dict | None = None, progress: bool = True) -> None:
@@ -59,7 +60,7 @@ class GenerationStage(Stage):
         for row, samples in zip(rows, outputs, strict=True):
             parsed = []
             for i, completion in enumerate(samples):
-                if completion.finish_reason == "length":
+                if completion.finish_reason == "length" and not self.keep_cut_off:
                     result.extra["malformed"].append(
                         {"id": row["id"], "sample": i, "reason": "cut_off_at_length_limit", "text": completion.text})
                     continue

@@ -1,8 +1,12 @@
 """Optional seed filter: the base model judges whether each docstring describes its function.
 
-Few-shot Yes/No prompts, several samples per seed, majority vote. The positive shots are the
-example library's snippets; the negative shots pair a snippet's code with another snippet's
-docstring, so the model sees what a mismatch looks like.
+The question is the original pipeline's (bigcode-project/starcoder2-self-align,
+`seed_gathering/filter_dataset.py`): does the description alone hold enough information to
+re-implement the function, and does it match it. As there, the answer is read greedily from a few
+tokens by counting "yes" against "no", and a tie counts as No. With `judge_samples > 1` the
+samples vote and a majority of Yes keeps the seed. The positive shots are the example library's
+snippets; the negative shots pair a snippet's code with another snippet's docstring, so the
+model sees what a mismatch looks like.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from generator.prompts import EXAMPLE_HEADER, Malformed, load_examples
 from generator.stage import BatchResult
 from generator.stages.generation import GenerationStage
 
-PREAMBLE = ("Decide whether the docstring of each function describes what the function does. "
-            "Answer Yes or No.\n\n")
+PREAMBLE = ("For each function below, answer \"Yes\" or \"No\" depending on if its docstring has enough "
+            "information alone to re-implement the function. Also answer \"No\" if the docstring does not "
+            "match the function. Do not attempt to execute the function or to judge its correctness.\n\n")
 
 
 def _swap_docstring(code: str, other: str) -> str | None:
@@ -34,6 +39,7 @@ def _swap_docstring(code: str, other: str) -> str | None:
 class JudgeSeeds(GenerationStage):
     name = "seeds.judge"
     output_field = "judge"
+    keep_cut_off = True   # the answer is read from the first few tokens; being cut there is expected
 
     def _shots(self, row: dict) -> list[tuple[str, str]]:
         rng = random.Random(self.row_seed(row, "examples"))
@@ -59,10 +65,11 @@ class JudgeSeeds(GenerationStage):
         return "".join(parts)
 
     def parse(self, text: str) -> bool:
-        word = text.strip().split()[0].strip(".,!").lower() if text.strip() else ""
-        if word not in ("yes", "no"):
+        lower = text.lower()
+        yes, no = lower.count("yes"), lower.count("no")
+        if not yes and not no:
             raise Malformed("not_yes_or_no")
-        return word == "yes"
+        return yes > no   # a tie is a No
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         voted = super().process_batch(rows)

@@ -5,6 +5,12 @@ a builtin or imported at the top of its module, and those imports are copied in 
 It must also have a docstring and at least one argument, return a value, have at most 150
 lines, contain no TODO/FIXME/BUG, use none of the banned modules, and contain no benchmark
 prompt or solution. Near-duplicates (MinHash, Jaccard 0.5) are then removed.
+
+Two rule sets: `original` applies the marker words and banned imports as the original pipeline
+did (case-insensitive substrings of the seed, so "debug" counts as "bug" and "import os" also
+bans "import ossaudiodev"); `precise` matches marker words as whole words and banned modules by
+the imports the function really uses. A file that does not parse as a whole still gives the
+top-level functions that parse on their own.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import ast
 import builtins
 import hashlib
 import json
+import re
 import symtable
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from generator.benchmarks import ContaminationIndex
@@ -24,7 +31,8 @@ from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
 BANNED_MODULES = frozenset({"os", "sys", "subprocess", "argparse", "setuptools", "distutils",
                             "matplotlib", "seaborn"})
-MARKERS = ("TODO", "FIXME", "BUG")
+MARKERS = ("todo", "fixme", "bug")
+_MARKER_WORDS = re.compile(r"\b(?:todo|fixme|bug)\b", re.I)
 BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
 CODE_FIELDS = ("seed", "content", "code", "function", "text")
 
@@ -34,23 +42,32 @@ class SeedFilter:
     max_lines: int = 150
     banned_modules: frozenset[str] = BANNED_MODULES
     contamination: ContaminationIndex | None = None
-    dropped: dict[str, int] = field(default_factory=dict)
+    rules: str = "precise"   # or "original"
+
+    def __post_init__(self) -> None:
+        if self.rules not in ("original", "precise"):
+            raise ValueError(f"[seeds] rules must be 'original' or 'precise', not {self.rules!r}")
 
     def functions(self, source: str, origin: str) -> Iterator[tuple[dict | None, str | None]]:
         """Yield (seed row, None) for each kept function and (None, reason) for each dropped one."""
         try:
-            module = ast.parse(source)
+            modules = [(ast.parse(source), source)]
         except (SyntaxError, ValueError):
-            yield None, "syntax_error"
-            return
-        imports = _module_imports(module)
-        lines = source.splitlines()
-        for node in module.body:
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
-            text = "\n".join(lines[start - 1:node.end_lineno])
-            yield self.check(node, text, imports, origin)
+            modules = _parsable_pieces(source)
+            if not modules:
+                yield None, "syntax_error"
+                return
+        imports: dict[str, str] = {}
+        for module, _ in modules:
+            imports.update(_module_imports(module))
+        for module, text_of_module in modules:
+            lines = text_of_module.splitlines()
+            for node in module.body:
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                text = "\n".join(lines[start - 1:node.end_lineno])
+                yield self.check(node, text, imports, origin)
 
     def check(self, node: ast.FunctionDef, text: str, imports: dict[str, str],
               origin: str) -> tuple[dict | None, str | None]:
@@ -63,7 +80,9 @@ class SeedFilter:
             return None, "no_return_value"
         if text.count("\n") + 1 > self.max_lines:
             return None, "too_long"
-        if any(m in text for m in MARKERS):
+        if self.rules == "original" and any(m in text.lower() for m in MARKERS):
+            return None, "todo_fixme_bug"
+        if self.rules == "precise" and _MARKER_WORDS.search(text):
             return None, "todo_fixme_bug"
         free = _free_names(text, node.name)
         if free is None:
@@ -73,14 +92,37 @@ class SeedFilter:
             return None, "not_standalone"
         needed = sorted({imports[n] for n in free if n in imports})
         used_modules = {_top_module(s) for s in needed} | _imported_modules(node)
-        if used_modules & self.banned_modules:
-            return None, "banned_import"
         seed = ("\n".join(needed) + "\n\n" if needed else "") + text.strip() + "\n"
+        if self.rules == "precise" and used_modules & self.banned_modules:
+            return None, "banned_import"
+        if self.rules == "original" and any(f"{kind} {m}" in seed.lower() for m in self.banned_modules
+                                            for kind in ("import", "from")):
+            return None, "banned_import"
         if self.contamination is not None and self.contamination.contaminated(seed):
             return None, "benchmark_contamination"
         digest = hashlib.sha256(seed.encode()).hexdigest()[:16]
         return {"id": f"seed-{digest}", "seed": seed, "name": node.name, "origin": origin,
                 "lineno": node.lineno}, None
+
+
+def _parsable_pieces(source: str) -> list[tuple[ast.Module, str]]:
+    """Top-level statements of a file that does not parse as a whole, each parsed on its own.
+
+    A piece starts at a line with no indentation and runs to the next one (decorators stay with
+    their function), so one broken function (Python 2 syntax, a merge conflict) does not take
+    every other function of its file with it.
+    """
+    lines = source.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", "\n", "\r", "#", ")", "]", "}")
+              and not (i and lines[i - 1].lstrip().startswith("@"))]
+    pieces = []
+    for a, b in zip(starts, [*starts[1:], len(lines)], strict=True):
+        text = "".join(lines[a:b])
+        try:
+            pieces.append((ast.parse(text), text))
+        except (SyntaxError, ValueError):
+            continue
+    return pieces
 
 
 def _module_imports(module: ast.Module) -> dict[str, str]:
