@@ -378,7 +378,8 @@ def test_bad_config_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "[run]: unknown keys nonsense" in proc.stderr
     for text, message in [("[responses]\ntemprature = 0.7\n", "[responses]: unknown keys temprature"),
                           ("[concepts]\nk = \"two\"\n", "[concepts] k must be int, not 'two'"),
-                          ("[instructions]\ncategories = { functon = 1 }\n", "[instructions] categories: unknown functon"),
+                          ("[instructions]\ncategories = { functon = 1 }\n",
+                           "[instructions] categories: unknown functon"),
                           ("[select]\nseed = 1.5\n", "[select] seed must be int"),
                           ("[bogus]\nx = 1\n", "unknown config sections: bogus")]:
         bad.write_text(text)

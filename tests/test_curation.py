@@ -1,0 +1,304 @@
+"""The steps after execution, one rule at a time: the format check, the rewrite, selection,
+decontamination and the seed filters, on hand-written realistic model output."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from generator.benchmarks import ContaminationIndex, file_texts, humaneval_texts, load_benchmarks
+from generator.prompts import draw_properties, load_examples
+from generator.stages.judge import JudgeSeeds
+from generator.stages.sanitize import Parts, RewriteConfig, rewrite, split_response, strip_comment_lines
+from generator.stages.seeds import SeedFilter
+from generator.stages.select import Select, SelectConfig
+
+GOOD = textwrap.dedent('''\
+    [Reasoning]
+    Add the two numbers.
+
+    [Implementation]
+    ```python
+    def add(a, b):
+        # plain addition
+        return a + b  # inline comments stay
+    ```
+
+    [Explanation]
+    Python's `+` adds.
+
+    [Tests]
+    Some checks:
+
+    ```python
+    assert add(1, 2) == 3
+    assert add(0, 0) == 0
+    assert add(-1, 1) == 0
+    ```
+
+    ## Example 3
+    The model went on to the next example.''')
+
+
+# -- check_format ---------------------------------------------------------------------------
+
+def test_well_formed_response_is_split_and_cut_after_the_tests():
+    parts = split_response(GOOD)
+    assert isinstance(parts, Parts)
+    assert parts.reasoning == "Add the two numbers." and parts.explanation == "Python's `+` adds."
+    assert parts.tests.startswith("Some checks:") and parts.tests.endswith("```")
+    assert "Example 3" not in parts.tests
+    assert parts.tests_block.splitlines() == ["assert add(1, 2) == 3", "assert add(0, 0) == 0",
+                                              "assert add(-1, 1) == 0"]
+
+
+@pytest.mark.parametrize("text,reason", [
+    (GOOD.replace("[Explanation]", ""), "tag_missing_or_repeated"),
+    (GOOD + "\n[Tests]\nagain", "tag_missing_or_repeated"),
+    (GOOD.replace("[Reasoning]", "[X]").replace("[Explanation]", "[Reasoning]").replace("[X]", "[Explanation]"),
+     "tags_out_of_order"),
+    (GOOD.replace("```python\ndef add", "```\ndef add"), "no_python_implementation"),
+    (GOOD.replace("Some checks:", "```python\nassert add(2, 2) == 4\n```\n"), "tests_not_one_python_block"),
+    (GOOD.replace("assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(-1, 1) == 0",
+                  "from math import pi\ndef check():\n    return add(1, 2)"), "tests_without_assert"),
+])
+def test_malformed_responses_are_named(text, reason):
+    assert split_response(text) == reason
+
+
+def test_a_line_starting_with_a_slash_ends_the_tests():
+    # The original cut the tests at a line starting with "/" (a path, a "// output" line);
+    # what is left then holds no assert, so the response is dropped.
+    assert split_response(GOOD.replace("Some checks:", "Some checks:\n/usr/bin/python3 -m pytest")) == \
+        "tests_without_assert"
+
+
+def test_comment_lines_are_stripped_only_inside_code():
+    text = "# Title\n\n```python\nx = 1\n\n# a comment\ny = 2  # kept\n    # indented\n```\n# prose heading"
+    assert strip_comment_lines(text) == "# Title\n\n```python\nx = 1\ny = 2  # kept\n```\n# prose heading"
+
+
+# -- rewrite --------------------------------------------------------------------------------
+
+def _rewrite(instruction: str, response: str = GOOD, seed: int = 0, **cfg):
+    row = {"id": "r", "instruction": instruction, "response": response}
+    return rewrite(row, RewriteConfig(**cfg), random.Random(seed))
+
+
+def test_rewrite_with_every_drop_keeps_only_the_implementation():
+    new, reason, hinted = _rewrite("Write add.", drop_explanation_p=1.0, drop_reasoning_p=1.0, assertion_hint_p=0)
+    assert reason is None and not hinted
+    assert new["response"] == "```python\ndef add(a, b):\n    return a + b  # inline comments stay\n```"
+    assert new["instruction"] == "Write add."
+
+
+def test_rewrite_keeps_tests_when_the_instruction_asks_for_them_and_never_hints_then():
+    new, _, hinted = _rewrite("Write add, with tests.", drop_explanation_p=0, drop_reasoning_p=0,
+                              assertion_hint_p=1.0)
+    assert not hinted and "assert add(1, 2) == 3" in new["response"] and "[Tests]" not in new["response"]
+    assert new["response"].startswith("Add the two numbers.\n\n```python")
+
+
+def test_rewrite_appends_some_of_the_responses_own_assertions():
+    new, _, hinted = _rewrite("Write add.", assertion_hint_p=1.0, drop_explanation_p=0, drop_reasoning_p=0)
+    assert hinted and "assert" not in new["response"]
+    head, hint = new["instruction"].split("\n\nYour code should pass the following assertion")
+    assert head == "Write add."
+    asserts = hint.split("```python\n")[1].rstrip("`\n").splitlines()
+    assert 1 <= len(asserts) <= 3 and set(asserts) <= set(split_response(GOOD).tests_block.splitlines())
+    assert hint.startswith("s:" if len(asserts) > 1 else ":")
+
+
+def test_rewrite_uses_test_case_wording_for_tests_that_are_not_bare_asserts():
+    response = GOOD.replace("assert add(0, 0) == 0\n", "for x in range(2):\n    assert add(x, 0) == x\n")
+    new, _, hinted = _rewrite("Write add.", response, assertion_hint_p=1.0)
+    assert hinted and "Your code should pass the following test case:\n```python\nassert add(1, 2) == 3\nfor x" \
+        in new["instruction"]
+    new, _, hinted = _rewrite("Write add. For example, add(1, 2) is 3.", response, assertion_hint_p=1.0)
+    assert not hinted
+
+
+def test_incomplete_responses_are_dropped():
+    for marker in ("# TODO: negatives", "raise NotImplementedError", "# Your code here"):
+        response = GOOD.replace("# plain addition", marker)
+        assert _rewrite("Write add.", response)[:2] == (None, "incomplete")
+    assert _rewrite("Write add.", GOOD, drop_incomplete=False)[1] is None
+
+
+def test_rewrite_stream_is_the_original_order_of_draws():
+    """One generator over the rows: the draws are explanation, reasoning, number of asserts,
+    which asserts, hint, in that order, as the original made them."""
+    rng = random.Random(0)
+    expected = (rng.random() < 0.5, rng.random() < 0.5)
+    k = min(rng.choice([1, 2, 3, 4, 5]), 3)
+    lines = split_response(GOOD).tests_block.splitlines()
+    chosen = rng.sample(lines, k=k)
+    hinted = rng.random() < 0.5
+    new, _, got_hint = _rewrite("Write add.", seed=0)
+    assert ("Python's `+` adds." not in new["response"], "Add the two numbers." not in new["response"]) == expected
+    assert got_hint == hinted
+    if hinted:
+        assert "\n".join(chosen) in new["instruction"]
+
+
+# -- select ---------------------------------------------------------------------------------
+
+def _row(rid: str, instruction: str, response: str, iid: str) -> dict:
+    return {"id": rid, "instruction": instruction, "response": response, "instruction_id": iid}
+
+
+def test_select_keeps_one_sample_per_instruction_and_uses_a_later_sample_when_the_first_repeats(tmp_path):
+    code = "```python\ndef {}(x):\n    return x\n```\n"
+    rows = [_row("a#0", "Task A", code.format("f"), "a"),
+            _row("b#0", "Task B", code.format("f"), "b"),       # the same response as A's
+            _row("b#1", "Task B", code.format("g") + "other", "b"),
+            _row("c#0", "Task C", code.format("g"), "c")]       # the same function name as b#1
+    for seed in range(6):
+        order = list(rows)
+        random.Random(seed).shuffle(order)
+        result = Select(tmp_path / f"s{seed}.jsonl", SelectConfig(seed=seed)).process_batch(rows)
+        kept = {r["sample_id"] for r in result.kept}
+        assert len({r["id"] for r in result.kept}) == len(result.kept)   # one per instruction
+        # whatever the order, "f" and "g" are each claimed once, so two instructions survive
+        assert len(kept) == 2
+        first = next(r for r in order if r["id"] in ("a#0", "b#0"))
+        assert first["id"] in kept   # the first of two identical responses wins
+        reasons = sorted(r["reason"] for r in result.rejected)
+        assert set(reasons) <= {"response_already_chosen", "instruction_already_chosen",
+                                "function_names_already_chosen"}
+
+
+def test_select_first_block_rule_and_python_rule(tmp_path):
+    response = "```bash\npip install x\n```\n\n```python\ndef f():\n    return 1\n```"
+    rows = [_row("a#0", "Task A", response, "a")]
+    first = Select(tmp_path / "a.jsonl", SelectConfig(names_from="first_block")).process_batch(rows)
+    assert [r["reason"] for r in first.rejected] == ["first_code_block_does_not_parse"]
+    python = Select(tmp_path / "b.jsonl", SelectConfig(names_from="python")).process_batch(rows)
+    assert [r["sample_id"] for r in python.kept] == ["a#0"]
+
+
+# -- properties -----------------------------------------------------------------------------
+
+def test_category_mix_is_a_weighted_config_value():
+    assert {draw_properties(s, {"function": 1.0}, {"medium": 1.0, "hard": 1.0})[0] for s in range(200)} == {"function"}
+    drawn = [draw_properties(s, {"function": 2.0, "class": 1.0, "program": 1.0})[0] for s in range(4000)]
+    assert 0.45 < drawn.count("function") / len(drawn) < 0.55
+
+
+# -- decontamination ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def humaneval_index() -> ContaminationIndex:
+    return ContaminationIndex(humaneval_texts())
+
+
+def test_humaneval_docstrings_and_solutions_are_found_case_insensitively(humaneval_index):
+    from executor.humaneval import load_problems
+
+    problem = load_problems()[0]
+    doc = problem["prompt"].split('"""')[1].strip()
+    hit = humaneval_index.match(f"Please solve:\n{doc.upper()}")
+    assert hit and hit.benchmark == "humaneval_docstrings" and hit.task_id == "HumanEval/0"
+    hit = humaneval_index.match(f"def f(numbers, threshold):\n{problem['canonical_solution']}")
+    assert hit and hit.benchmark == "humaneval_solutions"
+
+
+def test_generic_canonical_solutions_are_allowed(humaneval_index):
+    for code in ("def add(x, y):\n    return x + y", "def strlen(string):\n    return len(string)",
+                 "def concatenate(strings):\n    return ''.join(strings)"):
+        assert humaneval_index.match(code) is None, code
+
+
+def test_no_false_positives_on_clean_code(humaneval_index):
+    """Our own worked examples and the standard library's code are clean: none may be flagged.
+    (A 10-token n-gram rule flagged 1 of our examples and generic code everywhere.)"""
+    for e in load_examples():
+        assert humaneval_index.match(f"{e.instruction}\n\n{e.response}") is None
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(stdlib.glob("*.py"))
+    assert len(files) > 150
+    flagged = [f.name for f in files if humaneval_index.match(f.read_text(errors="replace"))]
+    assert flagged == []
+
+
+def test_published_benchmark_formats_are_recognised(tmp_path):
+    mbpp = tmp_path / "mbpp.jsonl"
+    mbpp.write_text("\n".join(json.dumps(r) for r in [
+        {"task_id": 5, "text": "Write a function to count ways to tile a board.", "code": "def a(n): return n",
+         "test_list": []},
+        {"task_id": 11, "text": "Write a python function to remove first and last occurrence of a given character.",
+         "code": "def remove_Occ(s,ch):\n    return s", "test_list": ["assert remove_Occ('hello','l') == 'heo'"]}]))
+    plus = tmp_path / "MbppPlus.jsonl.gz"
+    with gzip.open(plus, "wt") as f:
+        f.write(json.dumps({"task_id": "Mbpp/2", "prompt": '"""\nWrite a function to find the shared elements'
+                            ' from the given two lists.\nassert set(similar_elements((3, 4), (4, 5)))'
+                            ' == set((4,))\n"""\n',
+                            "canonical_solution": "def similar_elements(a, b):\n  return tuple(set(a) & set(b))\n",
+                            "entry_point": "similar_elements"}) + "\n")
+    gsm = tmp_path / "gsm8k-test.jsonl"
+    gsm.write_text(json.dumps({"question": "Janet's ducks lay 16 eggs per day. How much does she make?",
+                               "answer": "#### 18"}) + "\n")
+    ds1000 = tmp_path / "ds1000.jsonl"
+    ds1000.write_text(json.dumps({"prompt": "Problem:\nHow do I reshape a frame in pandas?\nA:\n<code>\n"
+                                  "BEGIN SOLUTION\n<code>", "reference_code": "x",
+                                  "metadata": {"problem_id": 7}}) + "\n")
+    texts = {(t.benchmark, t.task_id) for f in (mbpp, plus, gsm, ds1000) for t in file_texts(f)}
+    assert texts == {("mbpp_docstrings", "11"), ("mbpp_solutions", "11"),   # task 5 is not in the test split
+                     ("mbppplus_docstrings", "Mbpp/2"), ("mbppplus_solutions", "Mbpp/2"),
+                     ("gsm8k_questions", "0"), ("ds1000_prompts", "7")}
+    index = ContaminationIndex(load_benchmarks((), [str(mbpp), str(plus), str(gsm), str(ds1000)]))
+    assert index.match("Write a function to find the shared elements from the given two lists.").benchmark == \
+        "mbppplus_docstrings"
+    assert index.match("janet's ducks lay 16 eggs per day. how much does she make?").benchmark == "gsm8k_questions"
+    bad = tmp_path / "other.jsonl"
+    bad.write_text(json.dumps({"foo": 1}) + "\n")
+    with pytest.raises(ValueError, match="not a known benchmark format"):
+        file_texts(bad)
+
+
+# -- seeds ----------------------------------------------------------------------------------
+
+SEEDS = textwrap.dedent('''\
+    def lower_todo(x):
+        """Lower-case marker."""
+        return x  # todo: negatives
+
+
+    def debug_name(x):
+        """A marker inside a longer word."""
+        debug = x
+        return debug
+
+
+    def python2(x):
+        """Old syntax."""
+        print "x"
+        return x
+
+
+    def fine(x):
+        """Fine."""
+        return x + 1
+    ''')
+
+
+def test_seed_rules_original_and_precise():
+    original = {r["name"] if r else reason for r, reason in SeedFilter(rules="original").functions(SEEDS, "s.py")}
+    precise = {r["name"] if r else reason for r, reason in SeedFilter(rules="precise").functions(SEEDS, "s.py")}
+    # The file does not parse as a whole, yet its other functions are kept.
+    assert original == {"todo_fixme_bug", "fine"}           # "debug" contains "bug"
+    assert precise == {"todo_fixme_bug", "debug_name", "fine"}
+    with pytest.raises(ValueError, match="rules"):
+        SeedFilter(rules="strict")
+
+
+@pytest.mark.parametrize("answer,verdict", [(" Yes", True), ("Yes, yes", True), ("No", False), ("yes no", False),
+                                            ("Not sure, yes", False)])
+def test_judge_counts_yes_against_no_and_a_tie_is_no(answer, verdict):
+    assert JudgeSeeds.parse(None, answer) is verdict  # type: ignore[arg-type]
