@@ -418,3 +418,59 @@ def test_execute_cli_with_a_real_executor(tmp_path, target):
     assert [r["instruction_id"] for r in kept] == ["ok"] and kept[0]["instruction"] == "i"
     assert [r["reason"] for r in read(tmp_path / "passed.rejects.jsonl")] == ["FAILED"]
     shutil.rmtree(tmp_path)
+
+
+def _profile(tmp_path, target: str, name: str) -> PipelineConfig:
+    """A shipped profile with only the model, the seed source and the executor replaced."""
+    import tomllib
+
+    src = tmp_path / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "demo.py").write_text(SEED_SOURCE)
+    data = tomllib.loads((ROOT / "configs" / name).read_text())
+    data["run"] = {"dir": str(tmp_path / "run"), "seed": 7, "progress": False, "num_proc": 1}
+    data["backend"] = {"kind": "import", "model": "tests.scripted_backend:ScriptedBackend"}
+    data["seeds"]["source"] = str(src)
+    for stage in ("concepts", "instructions"):
+        data[stage]["batch_size"] = 2
+    data["responses"].update(batch_size=1, n=3)
+    data["execute"] = {**data["execute"], "executor": target, "timeout_s": 10}
+    return PipelineConfig.from_dict(data)
+
+
+def test_faithful_profile_golden_counts(tmp_path, target):
+    """The StarCoder2-15B faithful profile, end to end on the scripted model: every stage's
+    counts and reasons are the original recipe's, to the row."""
+    cfg = _profile(tmp_path, target, "pipeline.starcoder2-15b.toml")
+    stats = {s.stage: s.to_dict() for s in Pipeline(cfg, backend=ScriptedBackend()).run()}
+    counts = {name: (s["rows_in"], s["kept"], s["dropped"], s["notes"]) for name, s in stats.items()}
+    assert counts == {
+        "seeds.extract": (1, 6, {"banned_import": 1, "no_arguments": 1, "no_docstring": 1, "no_return_value": 1,
+                                 "not_standalone": 1, "todo_fixme_bug": 1}, {}),
+        "seeds.dedup": (6, 6, {}, {}),
+        "concepts": (6, 4, {"cut_off_at_length_limit": 1, "empty_concepts": 1}, {}),
+        "instructions": (4, 4, {}, {}),
+        "responses": (4, 4, {}, {"distinct_samples": 8, "samples": 10}),
+        "execute": (4, 7, {"FAILED": 1, "no_tests": 2}, {"original_would_reject:exec_in_function_scope": 4}),
+        "check_format": (7, 6, {"tags_out_of_order": 1}, {}),
+        "select": (6, 3, {"function_names_already_chosen": 1, "instruction_already_chosen": 2}, {}),
+        "rewrite": (3, 3, {}, {"instruction_given_assertions": 1}),
+        "decontaminate": (3, 2, {"humaneval_docstrings_match": 1}, {}),
+        "export": (2, 2, {}, {}),
+    }   # no MinHash dedup stage: the original recipe for this model has none
+    run = Path(cfg.dir)
+    assert {r["category"] for r in read(run / "03-instructions.jsonl")} == {"function"}
+    assert {r["difficulty"] for r in read(run / "03-instructions.jsonl")} <= {"medium", "hard"}
+    hinted = [r for r in read(run / "09-rewrite.jsonl") if "Your code should pass" in r["instruction"]]
+    assert len(hinted) == 1 and hinted[0]["instruction"].endswith(
+        "Your code should pass the following assertion:\n```python\n"
+        "assert has_close_elements([1.0, 2.0], 0.5) is False\n```")
+
+
+def test_improved_profile_runs_and_differs_where_documented(tmp_path, target):
+    cfg = _profile(tmp_path, target, "pipeline.starcoder2-15b-improved.toml")
+    stats = {s.stage: s.to_dict() for s in Pipeline(cfg, backend=ScriptedBackend()).run()}
+    assert "dedup" in stats and stats["dedup"]["dropped"] == {}
+    assert {r["category"] for r in read(Path(cfg.dir) / "03-instructions.jsonl")} <= {"function", "class", "program"}
+    rewrite_ckpt = json.loads((Path(cfg.dir) / "09-rewrite.checkpoint.json").read_text())
+    assert rewrite_ckpt["done"] and stats["export"]["kept"] >= 1
