@@ -302,3 +302,29 @@ def test_seed_rules_original_and_precise():
                                             ("Not sure, yes", False)])
 def test_judge_counts_yes_against_no_and_a_tie_is_no(answer, verdict):
     assert JudgeSeeds.parse(None, answer) is verdict  # type: ignore[arg-type]
+
+
+# -- dedup ----------------------------------------------------------------------------------
+
+def test_dedup_fields_one_after_the_other(tmp_path):
+    from generator.stages.dedup import Dedup, DedupConfig
+
+    body = "def total(values):\n    result = 0\n    for v in values:\n        result += v\n    return result\n"
+    rows = [
+        {"id": "a", "instruction": "Sum a list of numbers.", "response": f"Loop.\n\n```python\n{body}```"},
+        # the same code, with other prose around it: a duplicate only by its code
+        {"id": "b", "instruction": "Add up the values.", "response": "To add up the values we walk over the list "
+         "once, keep a running total that starts at zero, add each value to it as we meet it, and return the "
+         "total at the end; an empty list gives zero, which is the sum of no numbers at all, as expected. "
+         f"Here it is:\n\n```python\n{body}```\nThat is the whole solution, and it runs in linear time."},
+        {"id": "c", "instruction": "Say hello.", "response": "Hello."},          # no code at all
+        {"id": "d", "instruction": "Say hi.", "response": "Hi there."},           # no code either: kept
+    ]
+    only_response = Dedup(tmp_path / "r.jsonl", DedupConfig(exact=False)).process_batch(rows)
+    assert [r["id"] for r in only_response.kept] == ["a", "b", "c", "d"]
+    with_code = Dedup(tmp_path / "c.jsonl", DedupConfig(exact=False, fields=["response", "code"])).process_batch(rows)
+    assert [r["id"] for r in with_code.kept] == ["a", "c", "d"]
+    assert [(r["id"], r["reason"], r["duplicate_of"]) for r in with_code.rejected] == [
+        ("b", "near_duplicate_code", "a")]
+    with pytest.raises(ValueError, match="fields"):
+        DedupConfig(fields=["solution"])

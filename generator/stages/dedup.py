@@ -1,15 +1,18 @@
 """Dedup: exact (whitespace-insensitive) on instruction and on response, then MinHash LSH
-near-dedup of one field (the response by default). Each dropped row names the row it
-duplicates, so clusters can be inspected. Either part can be switched off: after `select`,
-which already keeps each instruction and response once, the exact part finds nothing new."""
+near-dedup of each field listed in `fields`, one after the other (the response by default;
+"code" is the response's Python code alone, selfcodealign's code representation). Each dropped
+row names the row it duplicates, so clusters can be inspected. Either part can be switched off:
+after `select`, which already keeps each instruction and response once, the exact part finds
+nothing new."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from generator.minhash import MinHashParams, near_duplicates
+from generator.response_format import program_of
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
 
@@ -20,8 +23,13 @@ class DedupConfig:
     num_perm: int = 128
     ngram: int = 5
     threshold: float = 0.7
-    field: str = "response"
+    fields: list[str] = field(default_factory=lambda: ["response"])   # of instruction, response, code
     num_proc: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fields) - {"instruction", "response", "code"}
+        if unknown or not self.fields:
+            raise ValueError(f"[dedup] fields must be some of instruction, response, code; not {sorted(unknown)}")
 
 
 def _normalized_hash(text: str) -> str:
@@ -39,16 +47,19 @@ class Dedup(Stage):
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()
         survivors = rows if not self.cfg.exact else self._exact(rows, result)
-        dup_of: dict[str, str] = {}
         if self.cfg.near:
             params = MinHashParams(self.cfg.num_perm, self.cfg.ngram, self.cfg.threshold)
-            dup_of = near_duplicates([r[self.cfg.field] for r in survivors], [r["id"] for r in survivors], params,
-                                     self.cfg.num_proc)
-        for row in survivors:
-            if row["id"] in dup_of:
-                result.rejected.append({"id": row["id"], "reason": "near_duplicate", "duplicate_of": dup_of[row["id"]]})
-            else:
-                result.kept.append(row)
+            for name in self.cfg.fields:
+                texts = [program_of(r["response"]) if name == "code" else r[name] for r in survivors]
+                # An empty text (no code) matches every other empty text: those are not compared.
+                pairs = [(t, r["id"]) for t, r in zip(texts, survivors, strict=True) if t.strip()]
+                dup_of = near_duplicates([t for t, _ in pairs], [i for _, i in pairs], params, self.cfg.num_proc)
+                for row in survivors:
+                    if row["id"] in dup_of:
+                        reason = "near_duplicate" if name == "response" else f"near_duplicate_{name}"
+                        result.rejected.append({"id": row["id"], "reason": reason, "duplicate_of": dup_of[row["id"]]})
+                survivors = [r for r in survivors if r["id"] not in dup_of]
+        result.kept.extend(survivors)
         return result
 
     @staticmethod
