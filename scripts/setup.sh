@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 # would pull several GB of CUDA packages. On a GPU machine, install your CUDA build first.
 python3 -c "import torch" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+# EvalPlus releases for the grading cross-check tests, each in its own folder and without its
+# dependencies (a plain install would downgrade protobuf below what gRPC needs).
+for v in 0.3.1 0.2.1; do
+  dir="$HOME/.cache/selfalign/evalplus-$v"
+  [ -d "$dir/evalplus" ] || python3 -m pip install -q --disable-pip-version-check --no-deps --target "$dir" "evalplus==$v"
+done
 need_apt=()
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then

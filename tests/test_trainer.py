@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from trainer.evaluate import load_benchmark, pass_at_k, program_for
+from trainer.evaluate import Sample, load_benchmark, pass_at_k
 from trainer.sft import PaddingCollator, SFTConfig, train
 from trainer.template import IGNORE, install_chat_template, prompt_text, tokenize_example
 
@@ -189,7 +189,7 @@ def test_canonical_solutions_score_one_and_wrong_ones_zero(tmp_path, target):
     assert proc.returncode == 0, proc.stderr
     assert res["pass@1"] == 1.0 and res["problems"] == 164
     wrong = tmp_path / "wrong.jsonl"
-    problems = load_benchmark("humaneval")
+    problems = load_benchmark("humaneval").problems
     write_jsonl(wrong, [{"task_id": p.task_id, "completion": "    return None\n"} for p in problems])
     proc, res = run_eval("--completions", wrong, "--output", tmp_path / "w.json", "--executor", target)
     assert proc.returncode == 0, proc.stderr
@@ -204,7 +204,7 @@ def test_pass_at_k_is_the_unbiased_estimator():
 
 
 def test_several_samples_give_pass_at_k(tmp_path, target):
-    problems = load_benchmark("humaneval")[:5]
+    problems = load_benchmark("humaneval").problems[:5]
     items = []
     for p in problems:
         items += [{"task_id": p.task_id, "completion": p.canonical_solution}] + \
@@ -216,20 +216,29 @@ def test_several_samples_give_pass_at_k(tmp_path, target):
     assert res["pass@1"] == pytest.approx(0.2) and res["pass@5"] == pytest.approx(1.0)
 
 
-def test_full_solution_completions_keep_the_prompt_imports():
-    p = next(p for p in load_benchmark("humaneval") if "import" in p.prompt)
-    full = p.prompt + p.canonical_solution
-    program = program_for(p, "\n".join(line for line in full.splitlines() if not line.startswith(("import", "from"))))
-    assert program.splitlines()[0].startswith(("import", "from"))
+def test_canonical_solutions_score_one_as_bodies_and_as_whole_solutions(tmp_path, target):
+    """Both sample forms, on all 164: a body appended to the prompt, and the whole solution as
+    given. Prompts with helpers (HumanEval/10, 32, 38, 50) and docstring lines starting with
+    "from"/"import" (99, 115, 129) are where a hand-made assembly used to fail."""
+    for form in ("body", "whole"):
+        proc, res = run_eval("--canonical", form, "--output", tmp_path / f"{form}.json", "--executor", target,
+                             "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+        assert res["pass@1"] == 1.0 and res["problems"] == 164, form
+    problem = next(p for p in load_benchmark("humaneval").problems if p.task_id == "HumanEval/10")
+    assert Sample("    return 1\n").solution(problem) == problem.prompt + "    return 1\n"
+    assert Sample("def f(): pass", whole=True).solution(problem) == "def f(): pass"
 
 
 def test_mbpp_and_evalplus_formats(tmp_path, target):
     mbpp = write_jsonl(tmp_path / "mbpp.jsonl", [{
-        "task_id": 2, "text": "Write a function to find the shared elements of two lists.",
+        "task_id": 11, "text": "Write a function to find the shared elements of two lists.",
         "code": "def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b)))",
-        "test_list": ["assert similar_elements((3, 4, 5, 6), (5, 7, 4, 10)) == (4, 5)",
+        "test_list": ["assert set(similar_elements((3, 4, 5, 6), (5, 7, 4, 10))) == {4, 5}",
                       "assert similar_elements((1, 2), (3, 4)) == ()"],
-        "test_setup_code": "", "challenge_test_list": []}])
+        "test_setup_code": "", "challenge_test_list": ["assert similar_elements('ab', 'b') == 'impossible'"]},
+        {"task_id": 600, "text": "Outside the test split.", "code": "def f(x):\n    return x",
+         "test_list": ["assert f(1) == 1"], "test_setup_code": "", "challenge_test_list": []}])
     plus = write_jsonl(tmp_path / "plus.jsonl", [{
         "task_id": "HumanEval/0x", "prompt": "def add(a, b):\n    \"\"\"Add.\"\"\"\n", "entry_point": "add",
         "canonical_solution": "    return a + b\n", "base_input": [[1, 2], [0.5, 0.25]],
@@ -239,7 +248,9 @@ def test_mbpp_and_evalplus_formats(tmp_path, target):
          "def similar_elements(a, b):\n    return tuple(set(a) & set(b))[:1]"),
         ("humaneval+", plus, "    return b + a\n", "    return a - b\n"),
     ]:
-        task = load_benchmark(bench, str(path))[0].task_id
+        benchmark = load_benchmark(bench, str(path))
+        assert len(benchmark.problems) == 1          # MBPP: the test split (tasks 11-510) only
+        task = benchmark.problems[0].task_id
         for completion, expected in [(good, 1.0), (bad, 0.0)]:
             comp = write_jsonl(tmp_path / "c.jsonl", [{"task_id": task, "completion": completion}])
             proc, res = run_eval("--benchmark", bench, "--data-file", path, "--completions", comp,
@@ -248,7 +259,16 @@ def test_mbpp_and_evalplus_formats(tmp_path, target):
             assert res["pass@1"] == expected, (bench, completion, res["samples"])
         proc, res = run_eval("--benchmark", bench, "--data-file", path, "--canonical",
                              "--output", tmp_path / "r.json", "--executor", target)
-        assert res["pass@1"] == 1.0, (bench, res["samples"])
+        assert res["pass@1"] == 1.0, (bench, res["samples"])   # the challenge test is not run
+        assert res["data"]["sha256_16"] and ("plus" in res) == (bench == "humaneval+")
+
+
+def test_mbpp_entry_point_is_the_function_the_test_calls():
+    from trainer.evaluate import mbpp_entry_point
+
+    code = "import math\ndef area(r):\n    return math.pi * r * r\ndef helper(x):\n    return x"
+    assert mbpp_entry_point(code, "assert math.isclose(area(2), 12.566, rel_tol=0.001)") == "area"
+    assert mbpp_entry_point("def pairs(a):\n    return a", "assert set(pairs([1])) == {1}") == "pairs"
 
 
 def test_eval_generates_with_a_tiny_model(tiny, tmp_path, target):

