@@ -77,20 +77,40 @@ def test_truncation_is_reported(tokenizer):
     assert ex.truncated and len(ex.input_ids) == len(ex.labels) == 40
 
 
-def test_chat_template_round_trips(tokenizer, tmp_path):
-    messages = [{"role": "user", "content": "Sort a list."}]
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    assert rendered == prompt_text("Sort a list.", tokenizer.bos_token)
-    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": "sorted(xs)"}], tokenize=False)
-    assert full == prompt_text("Sort a list.", tokenizer.bos_token).removesuffix("### Response\n") + \
-        "### Response\nsorted(xs)" + tokenizer.eos_token + "\n\n"
-    tokenizer.save_pretrained(tmp_path)
+SYS = ("You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable "
+       "responses to user instructions.")
+
+
+def test_chat_template_renders_as_the_released_one(tokenizer, tmp_path):
+    """The released StarCoder2-15B-Instruct template ends with the response header in every case;
+    the model card's own example relies on it (no `add_generation_prompt`)."""
+    from trainer.template import save_tokenizer
+
+    bos, eos = tokenizer.bos_token, tokenizer.eos_token
+    user = [{"role": "user", "content": "Sort a list."}]
+    both = user + [{"role": "assistant", "content": "sorted(xs)"}]
+    expected = {
+        "user": f"{bos}{SYS}\n\n### Instruction\nSort a list.\n\n### Response\n",
+        "user+flag": f"{bos}{SYS}\n\n### Instruction\nSort a list.\n\n### Response\n",
+        "both": f"{bos}{SYS}\n\n### Instruction\nSort a list.\n\n### Response\nsorted(xs){eos}\n\n### Response\n",
+    }
+
+    def render(tok):
+        return {"user": tok.apply_chat_template(user, tokenize=False),
+                "user+flag": tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True),
+                "both": tok.apply_chat_template(both, tokenize=False)}
+
+    assert render(tokenizer) == expected
+    assert expected["user"] == prompt_text("Sort a list.", bos)     # what training used
+    save_tokenizer(tokenizer, tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert config["chat_template"] == tokenizer.chat_template       # for tokenizer_config.json readers
+    assert (tmp_path / "chat_template.jinja").read_text() == tokenizer.chat_template
     from transformers import AutoTokenizer
 
-    again = AutoTokenizer.from_pretrained(tmp_path)
-    assert again.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == rendered
+    assert render(AutoTokenizer.from_pretrained(tmp_path)) == expected
     with pytest.raises(Exception, match="fixed system line"):
-        tokenizer.apply_chat_template([{"role": "system", "content": "x"}] + messages, tokenize=False)
+        tokenizer.apply_chat_template([{"role": "system", "content": "x"}] + user, tokenize=False)
 
 
 # -- training -----------------------------------------------------------------------------
@@ -299,3 +319,24 @@ def test_lora_and_gradient_checkpointing_options_train(tiny, tmp_path):
     summary = train(_cfg(tiny, data, tmp_path / "lora", epochs=1, lora_r=4, gradient_checkpointing=True))
     assert summary["finished"] and summary["global_step"] == 1
     assert (tmp_path / "lora" / "adapter_config.json").exists()  # peft saved the adapter
+
+
+def test_generation_prompts_are_the_originals_byte_for_byte():
+    from trainer.evaluate import _evalplus, prompt_for, sample_from_output
+
+    he = next(p for p in load_benchmark("humaneval").problems if p.task_id == "HumanEval/2")
+    stripped = he.prompt.strip()
+    text, prefix = prompt_for(he)
+    assert text == (f"{SYS}\n\n### Instruction\nWrite a Python function to solve the given task:\n```python\n"
+                    f"{stripped}\n```\n\n### Response\n\n```python\n{stripped}")
+    assert prefix == f"\n```python\n{stripped}"
+    mbpp = _evalplus({"task_id": "Mbpp/3", "entry_point": "is_not_prime", "canonical_solution": "",
+                      "prompt": '"""\nWrite a python function to identify non-prime numbers\n'
+                                'assert is_not_prime(2) == False\n"""\n', "base_input": [[2]], "plus_input": []})
+    assert prompt_for(mbpp)[0] == (f"{SYS}\n\n### Instruction\nWrite a python function to identify non-prime "
+                                   "numbers.\n\nYour code should pass the following assertion:\n```python\n"
+                                   "assert is_not_prime(2) == False\n```\n\n### Response\n\n```python")
+    # The answer is cut at its closing fence and kept as a completion of the prompt.
+    sample = sample_from_output(he, "\n    return number % 1.0\n```\n\nThis works because...", "original")
+    assert sample.text == "\n    return number % 1.0\n" and not sample.whole
+    assert sample.solution(he) == he.prompt + "\n    return number % 1.0\n"

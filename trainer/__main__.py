@@ -31,6 +31,8 @@ def cmd_sft(args) -> int:
     cfg = SFTConfig(data=args.data, model=args.model, output=args.output, epochs=args.epochs,
                     learning_rate=args.lr, effective_batch_size=args.batch_size,
                     per_device_batch_size=args.per_device_batch_size, warmup_ratio=args.warmup_ratio,
+                    loss_weighting=args.loss_weighting, save_total_limit=args.save_total_limit or None,
+                    report_to=args.report_to, lora_alpha=args.lora_alpha,
                     max_length=args.max_length, max_steps=args.max_steps, seed=args.seed,
                     save_steps=args.save_steps, logging_steps=args.logging_steps, bf16=args.bf16,
                     gradient_checkpointing=args.gradient_checkpointing, lora_r=args.lora_r,
@@ -109,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=float, default=4.0)
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--batch-size", type=int, default=64, help="effective batch size")
-    p.add_argument("--per-device-batch-size", type=int, default=8)
+    p.add_argument("--per-device-batch-size", type=int, default=1, help="micro-batch (the recipe's: 1)")
     p.add_argument("--warmup-ratio", type=float, default=0.05)
+    p.add_argument("--loss-weighting", choices=("example", "token"), default="example",
+                   help="example: every example weighs the same (the original's); token: every response token")
+    p.add_argument("--save-total-limit", type=int, default=3, help="checkpoints kept (0: all)")
+    p.add_argument("--report-to", default="none", help="none, tensorboard, wandb or all (when installed)")
     p.add_argument("--max-length", type=int, default=1280)
     p.add_argument("--max-steps", type=int, default=-1)
     p.add_argument("--seed", type=int, default=0)
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bf16", choices=("auto", "true", "false"), default="auto")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
+    p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument("--packing", choices=("auto", "true", "false"), default="auto",
                    help="padding-free batches (needs FlashAttention 2)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")

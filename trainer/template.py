@@ -20,8 +20,10 @@ SYSTEM = ("You are an exceptionally intelligent coding assistant that consistent
           "and reliable responses to user instructions.")
 IGNORE = -100
 
-# Jinja, as transformers renders it. One user turn and one assistant turn per exchange; the
-# generation prompt opens the response section.
+# Jinja, as transformers renders it. It renders exactly as the released model's template does:
+# the response header comes last whether or not `add_generation_prompt` is given, because the
+# model card's own example calls `apply_chat_template(messages, tokenize=False)` without it and
+# appends a response prefix. Any role but user is rendered as an assistant turn there too.
 CHAT_TEMPLATE = (
     "{{ bos_token }}{{ '" + SYSTEM + "\\n\\n' }}"
     "{% for message in messages %}"
@@ -29,11 +31,11 @@ CHAT_TEMPLATE = (
     "{{ raise_exception('the StarCoder2-Instruct layout has a fixed system line') }}"
     "{% elif message['role'] == 'user' %}"
     "{{ '### Instruction\\n' + message['content'] + '\\n\\n' }}"
-    "{% elif message['role'] == 'assistant' %}"
+    "{% else %}"
     "{{ '### Response\\n' + message['content'] + eos_token + '\\n\\n' }}"
     "{% endif %}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '### Response\\n' }}{% endif %}"
+    "{{ '### Response\\n' }}"
 )
 
 
@@ -62,3 +64,18 @@ def tokenize_example(tokenizer, instruction: str, response: str, max_length: int
 
 def install_chat_template(tokenizer) -> None:
     tokenizer.chat_template = CHAT_TEMPLATE
+
+
+def save_tokenizer(tokenizer, out) -> None:
+    """Save with the chat template both in `chat_template.jinja` (where transformers 4.4x+ looks)
+    and in `tokenizer_config.json` (where older transformers, vLLM's and TGI's loaders and other
+    tools read it)."""
+    import json
+    from pathlib import Path
+
+    tokenizer.save_pretrained(str(out))
+    config_path = Path(out) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = tokenizer.chat_template
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (Path(out) / "chat_template.jinja").write_text(tokenizer.chat_template)
