@@ -47,6 +47,8 @@ def cmd_serve(args) -> int:
     cfg = _server_config(args, args.host, args.port)
     cfg.metrics_port = args.metrics_port
     cfg.max_streams = args.max_streams
+    cfg.max_total_streams = args.max_total_streams
+    cfg.stream_idle_timeout_s = args.stream_idle_timeout
     cfg.instance = args.instance
     cfg.token = args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN") or None
     cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca = args.tls_cert, args.tls_key, args.tls_client_ca
@@ -138,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics on this HTTP port (default: off)")
     p.add_argument("--max-streams", type=int, default=64,
-                   help="concurrent calls accepted; more get RESOURCE_EXHAUSTED")
+                   help="open streams per client (its token, or its address); more get RESOURCE_EXHAUSTED")
+    p.add_argument("--max-total-streams", type=int, default=256,
+                   help="open streams in all; health checks and unary calls are never refused for them")
+    p.add_argument("--stream-idle-timeout", type=float, default=300.0,
+                   help="close a stream with nothing running or arriving for this many seconds")
     p.add_argument("--instance", default=None,
                    help="name whose leftover containers this server removes on start "
                         "(default: server-PORT)")

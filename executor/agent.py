@@ -12,6 +12,22 @@ while the agent's own `kill(-1, SIGKILL)` reaches every process the job left beh
 session or process group it moved to. The agent also makes itself non-dumpable, so a job
 running as the same user can neither ptrace it nor open its file descriptors.
 
+The agent ignores SIGTERM and SIGINT (a job's `os.kill(1, SIGTERM)` must not end it; the
+server removes containers with SIGKILL). After each job it compares its own resource limits,
+scheduling priority, policy and CPU affinity with what they were at start: a job runs as the
+same user and can change them (`prlimit(1, ...)`), and a changed agent reports itself unclean,
+so the server replaces the container instead of handing it to the next job.
+
+How a job's end is told apart from an early exit: the runner in the job's process, after the
+program's last statement (and `atexit`), sends "end" (or how it left) as a datagram to the
+agent's abstract Unix socket. The kernel stamps every datagram with its sender's pid
+(SO_PASSCRED), and the agent accepts only the one from the job's own process: a forked child
+or grandchild cannot claim the end for it, and a program that closes every file descriptor
+(`os.closerange`) still reports. Under gVisor, whose kernel reports no sender pid, only the
+runner's own check (it sends only from the job's process) remains. What is not and cannot be
+guarded: the program's own process can always send the message itself; a program is trusted to
+run its own tests, not to refrain from cheating.
+
 Only the standard library is used: this file is copied into the sandbox image and must run on
 the image's Python (3.9 or newer).
 """
@@ -28,7 +44,9 @@ import random
 import resource
 import selectors
 import signal
+import socket
 import stat
+import struct
 import sys
 import threading
 import time
@@ -37,7 +55,10 @@ import types
 
 WORK_DIR = "/tmp/work"
 HOME_DIR = "/tmp/home"
-WIPED_DIRS = ("/tmp", "/dev/shm")
+WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
+# Cleaning a writable place may take this long before the container is replaced instead
+# (millions of empty files would otherwise hold the reply past the server's grace period).
+WIPE_BUDGET_S = 2.0
 SCRIPT_NAME = "main.py"
 # Every job sees exactly this environment, whatever the container or an earlier job set.
 JOB_ENV = {
@@ -64,11 +85,22 @@ SHM_INFO, SEM_INFO, MSG_INFO = 14, 19, 12
 READ_CHUNK = 65536
 # How long to keep reading pipes that a finished program's leftover children hold open.
 DRAIN_AFTER_EXIT_S = 0.05
+OUTCOME_ADDRESS = "\0selfalign-outcome-" + os.urandom(8).hex()
+_outcome_sock: socket.socket | None = None
+_baseline: dict | None = None
+_senders_verified = True   # False where the kernel does not report sender pids (gVisor's gives 0)
 
 
 def main() -> None:
+    global _outcome_sock, _baseline
     _make_undumpable()
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # lets `docker stop` end us at once
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    _outcome_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    _outcome_sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    _outcome_sock.bind(OUTCOME_ADDRESS)
+    _outcome_sock.setblocking(False)
+    _check_sender_pids()
     for name in PRELOADED_MODULES:
         try:
             __import__(name)
@@ -76,6 +108,7 @@ def main() -> None:
             pass
     gc.collect()
     gc.freeze()  # keep the parent's objects out of the children's collections (copy-on-write)
+    _baseline = _own_state()
     out = sys.stdout.buffer
     _send(out, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
     for line in sys.stdin.buffer:
@@ -125,7 +158,7 @@ def run_job(job: dict) -> dict:
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    outcome_r, outcome_w = os.pipe()
+    _drain_outcomes(None)   # nothing left over from an earlier job counts
     stdin_fd = os.open(stdin_path, os.O_RDONLY)
     os.unlink(stdin_path)
     oom_kills_before = _oom_kill_count()
@@ -135,23 +168,25 @@ def run_job(job: dict) -> dict:
     try:
         pid = os.fork()
     except OSError as exc:
-        for fd in (out_r, out_w, err_r, err_w, outcome_r, outcome_w, stdin_fd):
+        for fd in (out_r, out_w, err_r, err_w, stdin_fd):
             os.close(fd)
         return {"id": job.get("id"), "nonce": job.get("nonce"), "agent_error": f"fork failed: {exc}",
                 "clean": False}
     if pid == 0:
-        _child(code, script, stdin_fd, out_w, err_w, outcome_w, job)  # never returns
-    for fd in (out_w, err_w, outcome_w, stdin_fd):
+        _child(code, script, stdin_fd, out_w, err_w, job)  # never returns
+    for fd in (out_w, err_w, stdin_fd):
         os.close(fd)
 
     status, reason = None, ""
     streams = {out_r: bytearray(), err_r: bytearray()}
     truncated = {out_r: False, err_r: False}
-    outcome = bytearray()
+    outcomes: list[str] = []
     sel = selectors.DefaultSelector()
-    for fd in (out_r, err_r, outcome_r):
+    for fd in (out_r, err_r):
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
+    outcome_fd = _outcome_sock.fileno()
+    sel.register(outcome_fd, selectors.EVENT_READ)
     pidfd = _pidfd_open(pid)  # readable when the child exits: no polling delay per job
     if pidfd is not None:
         sel.register(pidfd, selectors.EVENT_READ)
@@ -167,7 +202,7 @@ def run_job(job: dict) -> dict:
                 if pidfd is not None:
                     sel.unregister(pidfd)
         if exited_at is not None and (
-            len(sel.get_map()) == 0 or now - exited_at > DRAIN_AFTER_EXIT_S
+            len(sel.get_map()) <= 1 or now - exited_at > DRAIN_AFTER_EXIT_S
         ):
             break  # pipes still held open by leftover children: those are killed below
         if exited_at is None and now >= deadline:
@@ -184,15 +219,15 @@ def run_job(job: dict) -> dict:
             fd = key.fd
             if fd == pidfd:
                 continue
+            if fd == outcome_fd:
+                _drain_outcomes(pid, outcomes)
+                continue
             try:
                 data = os.read(fd, READ_CHUNK)
             except BlockingIOError:
                 continue
             if not data:
                 sel.unregister(fd)
-                continue
-            if fd == outcome_r:
-                outcome += data[:4096]
                 continue
             buf = streams[fd]
             room = cap - len(buf)
@@ -214,13 +249,8 @@ def run_job(job: dict) -> dict:
         os.kill(pid, signal.SIGKILL)
         _, wait_status, rusage = os.wait4(pid, 0)
     clean_after = _kill_leftovers()
-    # Read what is left in the outcome pipe now that every writer is gone.
-    try:
-        while chunk := os.read(outcome_r, 4096):
-            outcome += chunk
-    except OSError:
-        pass
-    for fd in (out_r, err_r, outcome_r):
+    _drain_outcomes(pid, outcomes)   # what the job sent before it exited
+    for fd in (out_r, err_r):
         os.close(fd)
     oom_killed = _oom_kill_count() > oom_kills_before
 
@@ -229,14 +259,15 @@ def run_job(job: dict) -> dict:
         exit_code = os.WEXITSTATUS(wait_status)
     elif os.WIFSIGNALED(wait_status):
         sig = os.WTERMSIG(wait_status)
-    outcome_text = outcome.decode("utf-8", "replace").strip()
+    outcome_text = outcomes[0] if outcomes else ""
 
     if status is None:
         status, reason = _classify(exit_code, sig, outcome_text, oom_killed)
     elif status == "OUTPUT_LIMIT" and exited_at is not None and exit_code is not None:
         reason += f" (then exited with code {exit_code})"
 
-    clean = clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
+    clean = (clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
+             and _own_state() == _baseline)
     return {
         "id": job.get("id"),
         "nonce": job.get("nonce"),
@@ -276,18 +307,14 @@ def _classify(exit_code, sig, outcome: str, oom_killed: bool) -> tuple[str, str]
     return "FAILED", "exited via os._exit(0) before reaching its end"
 
 
-def _child(code, script, stdin_fd, out_w, err_w, outcome_w, job) -> None:
+def _child(code, script, stdin_fd, out_w, err_w, job) -> None:
     """In the forked child: become a fresh script process and run the program."""
     try:
         os.setsid()
         os.dup2(stdin_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        keep = os.dup(outcome_w)
-        os.closerange(3, keep)
-        os.closerange(keep + 1, 65536)
-        os.set_inheritable(keep, False)  # grandchildren must not be able to claim "end"
-        outcome_w = keep
+        os.closerange(3, 65536)   # the agent's socket and pipes included
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write("1000")  # the kernel's OOM killer takes the job, not the agent
@@ -314,7 +341,7 @@ def _child(code, script, stdin_fd, out_w, err_w, outcome_w, job) -> None:
         sys.stderr = sys.__stderr__ = _text_stream(2, "w", line_buffering=True, errors="backslashreplace")
     except BaseException:
         os._exit(121)
-    os._exit(_run_as_main(code, script, outcome_w))
+    os._exit(_run_as_main(code, script))
 
 
 def _text_stream(fd: int, mode: str, line_buffering: bool, errors: str = "strict"):
@@ -324,18 +351,36 @@ def _text_stream(fd: int, mode: str, line_buffering: bool, errors: str = "strict
     return io.TextIOWrapper(buffered, encoding="utf-8", errors=errors, line_buffering=line_buffering)
 
 
-def _run_as_main(code: str, script: str, outcome_fd: int) -> int:
+def _run_as_main(code: str, script: str) -> int:
     """Run `code` the way `python3 main.py` would and return the exit code.
 
     One dict serves as the module's globals, so module-level imports and helper functions
     are visible inside functions (the original pipeline's exec() inside a function used
-    separate globals and locals and broke exactly that). The outcome pipe tells the agent
-    whether the program reached its end or left early.
+    separate globals and locals and broke exactly that). The outcome message tells the agent
+    whether the program reached its end or left early; only this process's counts.
     """
     module = types.ModuleType("__main__")
     module.__file__ = script
     module.__builtins__ = __builtins__
     sys.modules["__main__"] = module
+    # A script's module frame is the first on the stack; the runner's own frames must not eat
+    # into the program's recursion depth, whether it keeps the default limit or sets one.
+    depth, frame = 1, sys._getframe()   # 1: the exec() call itself counts as a level
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    real_set, real_get = sys.setrecursionlimit, sys.getrecursionlimit
+
+    def setrecursionlimit(limit: int) -> None:
+        real_set(limit + depth)
+
+    def getrecursionlimit() -> int:
+        return real_get() - depth
+
+    setrecursionlimit(real_get())
+    sys.setrecursionlimit, sys.getrecursionlimit = setrecursionlimit, getrecursionlimit
+    if code.startswith("\ufeff"):
+        code = code[1:]   # a byte-order mark, which Python drops when it reads a script file
+    main_pid = os.getpid()
     outcome, exit_code = "end", 0
     try:
         compiled = compile(code, script, "exec", dont_inherit=True)
@@ -350,10 +395,12 @@ def _run_as_main(code: str, script: str, outcome_fd: int) -> int:
         outcome = f"exception:{type(exc).__name__}"
         _print_traceback(exc)
     exit_code = _shutdown(exit_code)
-    try:
-        os.write(outcome_fd, outcome.encode())
-    except OSError:
-        pass
+    if os.getpid() == main_pid:   # a forked child that ran on to here is not the job
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(outcome.encode(), OUTCOME_ADDRESS)
+        except OSError:
+            pass
     return exit_code
 
 
@@ -402,10 +449,68 @@ def _shutdown(exit_code: int) -> int:
         pass
     for stream in (sys.stdout, sys.stderr):
         try:
+            if stream is None or getattr(stream, "closed", False):
+                continue   # CPython skips a closed stream at exit too
             stream.flush()
         except BaseException:
             exit_code = exit_code or 120  # as CPython does when flushing stdout fails
     return exit_code
+
+
+def _check_sender_pids() -> None:
+    """A forked child sends one datagram: does the kernel stamp it with that child's pid?"""
+    global _senders_verified
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(b"probe", OUTCOME_ADDRESS)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    seen: list[int | None] = []
+    _drain_outcomes(None, senders=seen)
+    _senders_verified = seen == [pid]
+
+
+def _drain_outcomes(job_pid: int | None, into: list[str] | None = None, senders: list | None = None) -> None:
+    """Read every pending outcome message; keep the first one the job's own process sent."""
+    space = socket.CMSG_SPACE(struct.calcsize("3i"))
+    while True:
+        try:
+            data, ancdata, _, _ = _outcome_sock.recvmsg(256, space)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        sender = None
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                sender = struct.unpack("3i", payload[:struct.calcsize("3i")])[0]
+        if senders is not None:
+            senders.append(sender)
+        from_job = sender == job_pid or not _senders_verified
+        if into is not None and job_pid is not None and from_job and not into:
+            into.append(data.decode("utf-8", "replace"))
+
+
+def _own_state() -> dict:
+    """What a job running as the same user could change about the agent."""
+    state: dict = {}
+    for name in dir(resource):
+        if name.startswith("RLIMIT_"):
+            try:
+                state[name] = resource.getrlimit(getattr(resource, name))
+            except (ValueError, OSError):
+                pass
+    for key, get in (("priority", lambda: os.getpriority(os.PRIO_PROCESS, 0)),
+                     ("scheduler", lambda: os.sched_getscheduler(0)),
+                     ("affinity", lambda: sorted(os.sched_getaffinity(0)))):
+        try:
+            state[key] = get()
+        except (AttributeError, OSError):
+            pass
+    return state
 
 
 def _pidfd_open(pid: int):
@@ -440,28 +545,34 @@ def _only_process() -> bool:
 
 
 def _wipe_writable_dirs() -> bool:
-    """Empty every writable place; True when all of it could be removed."""
+    """Empty every writable place; True when all of it could be removed in WIPE_BUDGET_S
+    (past that, the container is replaced rather than cleaned)."""
     ok = True
+    deadline = time.monotonic() + WIPE_BUDGET_S
     for top in WIPED_DIRS:
         try:
-            entries = os.listdir(top)
+            entries = os.scandir(top)   # an iterator: millions of names are never held at once
         except OSError:
             continue
-        for name in entries:
-            path = os.path.join(top, name)
-            try:
-                _remove(path)
-            except (OSError, RecursionError):
-                ok = False
+        with entries:
+            for entry in entries:
+                try:
+                    _remove(entry.path, deadline)
+                except (OSError, RecursionError):
+                    ok = False
+                except TimeoutError:
+                    return False
     return ok
 
 
-def _remove(path: str) -> None:
+def _remove(path: str, deadline: float) -> None:
     """Remove a file or tree, first giving back any permission a job took from itself."""
+    if time.monotonic() > deadline:
+        raise TimeoutError(path)
     if os.path.isdir(path) and not os.path.islink(path):
         os.chmod(path, stat.S_IRWXU)
         for entry in os.scandir(path):
-            _remove(entry.path)
+            _remove(entry.path, deadline)
         os.rmdir(path)
     else:
         os.unlink(path)

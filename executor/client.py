@@ -55,6 +55,32 @@ class ExecutorError(Exception):
         self.program_id = program_id
 
 
+# Largest request the client sends: the server refuses larger messages at the transport,
+# which would end the whole stream (and the innocent programs on it) rather than this program.
+MAX_REQUEST_BYTES = (64 << 20) - (64 << 10)
+
+
+def request_problem(program: Program) -> tuple[str, str] | None:
+    """(status code name, message) when `program` cannot be sent as it is, else None.
+
+    Checked before sending, so a bad program is refused at once and alone: a string with a lone
+    surrogate cannot be encoded (it used to stop the stream and hang the batch), and a request
+    over the transport limit would break the stream for every program on it.
+    """
+    for name in ("id", "language", "code", "stdin"):
+        value = getattr(program, name)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return "INVALID_ARGUMENT", f"{name} is not valid Unicode text ({exc.reason} at position {exc.start})"
+    size = len(program.code.encode()) + len(program.stdin if isinstance(program.stdin, bytes)
+                                            else program.stdin.encode()) + len(program.id.encode())
+    if size > MAX_REQUEST_BYTES:
+        return "RESOURCE_EXHAUSTED", f"the request is {size} bytes, over the limit of {MAX_REQUEST_BYTES}"
+    return None
+
+
 @dataclass(frozen=True)
 class Rejected:
     """A program the server refused to run (bad input); yielded with `return_rejected`."""
@@ -161,6 +187,8 @@ class AsyncClient:
     async def execute(self, program: Program | str, timeout: float | None = None) -> ExecutionResult:
         """Run one program; retries on another target or after a backoff when unreachable."""
         program = Program(program) if isinstance(program, str) else program
+        if problem := request_problem(program):
+            raise ExecutorError(problem[1], getattr(grpc.StatusCode, problem[0]), program.id)
         self._ensure_channels()
         key = await self._cache_key(program)
         if key is not None and (hit := self._cache.get(key)) is not None:
@@ -322,6 +350,10 @@ class _Batch:
                     continue
                 key = str(next(self.seq))
                 self.programs[key] = program
+                if problem := request_problem(program):
+                    await self._emit(key, Rejected(program.id, *problem))
+                    await self.slots.acquire()
+                    continue
                 cache_key = await self.client._cache_key(program)
                 if cache_key is not None and (hit := self.client._cache.get(cache_key)) is not None:
                     await self._emit(key, hit)

@@ -38,6 +38,8 @@ class ServerLimits:
     max_output_bytes: int = 16 << 20
     max_code_bytes: int = 1 << 20
     max_stdin_bytes: int = 8 << 20
+    max_id_bytes: int = 1024
+    max_language_bytes: int = 32
     min_memory_mb: int = 32
 
     def defaults(self) -> Limits:
@@ -48,6 +50,10 @@ class ServerLimits:
 
     def check(self, program: Program) -> ResolvedLimits:
         """Validate a program against these limits and fill in the defaults."""
+        if len(program.id.encode("utf-8", "surrogatepass")) > self.max_id_bytes:
+            raise InvalidRequest(f"id is over the limit of {self.max_id_bytes} bytes")
+        if len(program.language.encode("utf-8", "surrogatepass")) > self.max_language_bytes:
+            raise InvalidRequest(f"language is over the limit of {self.max_language_bytes} bytes")
         if program.language not in ("", *LANGUAGES):
             raise InvalidRequest(
                 f"unknown language {program.language!r}; supported: {', '.join(LANGUAGES)}")

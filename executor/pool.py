@@ -280,8 +280,6 @@ class Pool:
                 return self._sandbox_error(job, f"{first}; on retry: {second}"), False
             self._retire(retry)
             return self._result(job, reply), False
-        if "agent_error" in reply:
-            return self._sandbox_error(job, f"agent error: {reply['agent_error']}"), False
         result = self._result(job, reply)
         keep = (
             self.isolation == "pooled"
@@ -308,6 +306,8 @@ class Pool:
         # that wrote a forged line into the agent's output (possible where /proc/1/fd is open).
         if reply.get("nonce") != nonce:
             raise SandboxError("the sandbox's answer did not carry this job's nonce (protocol violated)")
+        if "agent_error" in reply:   # retried once on a new sandbox, like any sandbox failure
+            raise SandboxError(f"agent error: {reply['agent_error']}")
         return reply
 
     def _result(self, job: _Job, reply: dict) -> ExecutionResult:

@@ -101,6 +101,7 @@ class Sandbox:
         self._raw = None
         self._frames = bytearray()
         self._lines = bytearray()
+        self._scanned = 0   # bytes of _lines already searched for a newline
         self.jobs_run = 0
 
     @property
@@ -173,11 +174,16 @@ class Sandbox:
                 log.warning("could not remove sandbox %s: %s", self.short_id, exc)
 
     def _read_line(self, deadline: float) -> dict:
+        # Only the bytes that arrived since the last search are searched: a reply of many MiB
+        # comes in many frames, and searching it all again after each one was quadratic.
         while True:
-            newline = self._lines.find(b"\n")
+            newline = self._lines.find(b"\n", self._scanned)
+            if newline < 0:
+                self._scanned = len(self._lines)
             if newline >= 0:
                 line = bytes(self._lines[:newline])
                 del self._lines[: newline + 1]
+                self._scanned = 0
                 try:
                     return json.loads(line)
                 except ValueError as exc:
@@ -234,7 +240,12 @@ def remove_leftovers(client: docker.DockerClient, instance: str, include_own: bo
                 container.remove(force=True)
                 removed += 1
             except docker.errors.NotFound:
-                pass
+                pass   # gone meanwhile
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                # Another server starting on the same engine is removing it already.
+                log.info("sandbox %s is being removed by another process", container.short_id)
     return removed
 
 

@@ -51,7 +51,9 @@ class ServerConfig:
     cpus_per_sandbox: float = 1.0
     pids_limit: int = 128
     metrics_port: int | None = None
-    max_streams: int = 64
+    max_streams: int = 64                 # open ExecuteStream calls per client (token, or peer address)
+    max_total_streams: int = 256          # open ExecuteStream calls in all
+    stream_idle_timeout_s: float = 300.0  # a stream with nothing running or arriving this long is closed
     max_in_flight_per_stream: int = 256
     instance: str | None = None
     token: str | None = None
@@ -60,13 +62,50 @@ class ServerConfig:
     tls_client_ca: str | None = None
 
 
+class StreamAdmission:
+    """Open streams per client and in all. Only ExecuteStream is counted, so a client holding
+    every stream it may open never locks out health checks, GetInfo or other clients."""
+
+    def __init__(self, per_client: int, total: int) -> None:
+        self.per_client, self.total = per_client, total
+        self.open: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def enter(self, client: str) -> str | None:
+        """None when admitted; otherwise why not."""
+        with self.lock:
+            if sum(self.open.values()) >= self.total:
+                return f"the server has {self.total} streams open, its limit"
+            if self.open.get(client, 0) >= self.per_client:
+                return f"this client has {self.per_client} streams open, its limit"
+            self.open[client] = self.open.get(client, 0) + 1
+            return None
+
+    def leave(self, client: str) -> None:
+        with self.lock:
+            self.open[client] -= 1
+            if not self.open[client]:
+                del self.open[client]
+
+
+def client_key(context) -> str:
+    """Who a call is from: its bearer token where there is one, else its peer's address."""
+    token = dict(context.invocation_metadata()).get("authorization")
+    if token:
+        return "token:" + hmac.new(b"selfalign", token.encode(), "sha256").hexdigest()[:16]
+    peer = context.peer()   # "ipv4:127.0.0.1:53412", "ipv6:[::1]:53412", "unix:..."
+    return peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
+
+
 class ExecutorService(pb_grpc.ExecutorServicer):
-    def __init__(self, pool: Pool, limits: ServerLimits, runtime: str,
-                 max_in_flight_per_stream: int) -> None:
+    def __init__(self, pool: Pool, limits: ServerLimits, runtime: str, max_in_flight_per_stream: int,
+                 admission: StreamAdmission | None = None, idle_timeout_s: float = 300.0) -> None:
         self.pool = pool
         self.limits = limits
         self.runtime = runtime
         self.max_in_flight = max_in_flight_per_stream
+        self.admission = admission or StreamAdmission(64, 256)
+        self.idle_timeout_s = idle_timeout_s
 
     def _submit(self, request: pb.ExecuteRequest):
         program = Program(
@@ -95,11 +134,32 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         return result.to_proto()
 
     def ExecuteStream(self, request_iterator, context) -> Iterator[pb.StreamResponse]:
+        client = client_key(context)
+        refused = self.admission.enter(client)
+        if refused:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
+        left = threading.Event()
+
+        def leave() -> None:
+            if not left.is_set():
+                left.set()
+                self.admission.leave(client)
+
+        try:
+            yield from self._stream(request_iterator, context, leave)
+        finally:
+            leave()
+
+    def _stream(self, request_iterator, context, leave) -> Iterator[pb.StreamResponse]:
+        # A job's slot is held until its result has been handed to gRPC for sending, so a
+        # client that stops reading stops the server from reading its requests: memory stays
+        # bounded by max_in_flight results per stream.
         out: queue.Queue = queue.Queue()
         slots = threading.BoundedSemaphore(self.max_in_flight)
         pending: set = set()
         lock = threading.Condition()
         cancelled = threading.Event()
+        activity = [time.monotonic()]
 
         def finish(request_id: str, fut) -> None:
             try:
@@ -109,15 +169,22 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             except RuntimeError as exc:  # EngineUnavailable, or shutting down
                 resp = _stream_error(request_id, grpc.StatusCode.UNAVAILABLE, str(exc))
             if resp is not None:
-                out.put(resp)
-            slots.release()
+                out.put((resp, True))
+            else:
+                slots.release()
             with lock:
                 pending.discard(fut)
+                activity[0] = time.monotonic()
                 lock.notify_all()
+
+        def refuse(request_id: str, code: grpc.StatusCode, message: str) -> None:
+            slots.release()
+            out.put((_stream_error(request_id, code, message), False))
 
         def read_requests() -> None:
             try:
                 for request in request_iterator:
+                    activity[0] = time.monotonic()
                     # Back-pressure: stop reading (and so let gRPC flow control stop the
                     # client) while this stream has max_in_flight jobs outstanding.
                     while not slots.acquire(timeout=0.5):
@@ -129,16 +196,13 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                     try:
                         fut = self._submit(request)
                     except RequestTooLarge as exc:
-                        slots.release()
-                        out.put(_stream_error(request.id, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)))
+                        refuse(request.id, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
                         continue
                     except InvalidRequest as exc:
-                        slots.release()
-                        out.put(_stream_error(request.id, grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
+                        refuse(request.id, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
                         continue
                     except RuntimeError as exc:  # EngineUnavailable, or shutting down
-                        slots.release()
-                        out.put(_stream_error(request.id, grpc.StatusCode.UNAVAILABLE, str(exc)))
+                        refuse(request.id, grpc.StatusCode.UNAVAILABLE, str(exc))
                         continue
                     with lock:
                         pending.add(fut)
@@ -151,10 +215,11 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 with lock:
                     while pending and not cancelled.is_set():
                         lock.wait(0.5)
-                out.put(_END)
+                out.put((_END, False))
 
         def on_done() -> None:
             cancelled.set()
+            leave()
             with lock:
                 for fut in list(pending):
                     fut.cancel()
@@ -163,10 +228,20 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         context.add_callback(on_done)
         threading.Thread(target=read_requests, name="stream-reader", daemon=True).start()
         while True:
-            item = out.get()
+            try:
+                item, holds_slot = out.get(timeout=1.0)
+            except queue.Empty:
+                with lock:
+                    idle = not pending and time.monotonic() - activity[0] > self.idle_timeout_s
+                if idle:
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"the stream was idle for {self.idle_timeout_s:g} s")
+                continue
             if item is _END:
                 return
             yield item
+            if holds_slot:
+                slots.release()
 
     def GetInfo(self, request, context):
         state = self.pool.state()
@@ -240,10 +315,11 @@ class ExecutorServer:
         if not self.pool.engine_reachable:
             log.error("%s; serving NOT_SERVING until it is back", self.pool.state().engine_error)
         interceptors = [_TokenAuth(cfg.token)] if cfg.token else []
+        # Every open stream holds one worker; the rest are for unary calls and health checks,
+        # which are never refused for want of one.
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=2 * cfg.max_streams + 8, thread_name_prefix="grpc"),
+            futures.ThreadPoolExecutor(max_workers=cfg.max_total_streams + 32, thread_name_prefix="grpc"),
             interceptors=interceptors,
-            maximum_concurrent_rpcs=cfg.max_streams,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -251,7 +327,8 @@ class ExecutorServer:
             ],
         )
         pb_grpc.add_ExecutorServicer_to_server(
-            ExecutorService(self.pool, cfg.limits, runtime, cfg.max_in_flight_per_stream),
+            ExecutorService(self.pool, cfg.limits, runtime, cfg.max_in_flight_per_stream,
+                            StreamAdmission(cfg.max_streams, cfg.max_total_streams), cfg.stream_idle_timeout_s),
             server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

@@ -1,0 +1,258 @@
+"""What a red-team found beyond the isolation suite, one class of attack a test: a job must not
+change what a later job gets, verdicts must be true, and the server and client must stay up and
+bounded. Every test runs against a real Docker engine and real gRPC."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import threading
+import time
+
+import grpc
+import pytest
+
+from executor import Limits, Program, Status
+from executor.client import Client, ExecutorError, Rejected
+from executor.sandbox import LABEL_INSTANCE, LABEL_OWNER, LABEL_ROLE, ROLE_SANDBOX, remove_leftovers
+from executor.v1 import executor_pb2 as pb
+from executor.v1 import executor_pb2_grpc as pb_grpc
+from tests.conftest import start_server
+
+HOSTNAME = "import socket\nprint(socket.gethostname())"
+
+
+@pytest.fixture(scope="module")
+def one(docker_client, sandbox_image):
+    """A server with a single pooled sandbox: every job lands in the same container."""
+    server = start_server(docker_client, pool_size=1, instance="pytest-redteam")
+    with Client(f"127.0.0.1:{server.port}") as client:
+        client.server = server
+        yield client
+    server.stop()
+
+
+def run(client, code: str, **limits):
+    return client.execute(Program(textwrap.dedent(code), limits=Limits(**limits)))
+
+
+# -- a job must not change what a later job sees or gets -----------------------------------
+
+@pytest.mark.parametrize("poison", [
+    "resource.prlimit(1, resource.RLIMIT_NOFILE, (10, 10))",
+    "resource.prlimit(1, resource.RLIMIT_NPROC, (1, 1))",
+    "resource.prlimit(1, resource.RLIMIT_AS, (50 << 20, 50 << 20))",
+    "os.setpriority(os.PRIO_PROCESS, 1, 19)",
+    "os.sched_setaffinity(1, {0})",
+])
+def test_a_job_that_changes_the_agent_does_not_reach_later_jobs(one, poison):
+    before = run(one, HOSTNAME).stdout
+    r = run(one, f"import os, resource\n{poison}\nprint('poisoned')")
+    assert r.status is Status.PASSED, r
+    later = [run(one, "import os\nprint(len(os.listdir('/proc')) > 0)") for _ in range(5)]
+    assert all(x.status is Status.PASSED and x.stdout == b"True\n" for x in later), later
+    assert run(one, HOSTNAME).stdout != before   # the poisoned container was replaced
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_signalling_the_agent_gives_the_job_its_own_status(one, signame):
+    r = run(one, f"import os, signal\nos.kill(1, signal.{signame})\nprint('still here')")
+    assert r.status is Status.PASSED and r.stdout == b"still here\n", r
+
+
+def test_message_queues_are_wiped_between_jobs(one):
+    r = run(one, "open('/dev/mqueue/left-behind', 'w').close()\nimport os\nprint(os.listdir('/dev/mqueue'))")
+    assert r.status is Status.PASSED and b"left-behind" in r.stdout, r
+    r = run(one, "import os\nprint(os.listdir('/dev/mqueue'))")
+    assert r.stdout == b"[]\n", r
+
+
+# -- verdicts must be true ------------------------------------------------------------------
+
+HONEST = {
+    "forked_child_runs_to_the_end": "import os\npid = os.fork()\nif pid:\n    os.waitpid(pid, 0)\nprint('done')",
+    "closes_stdout_at_the_end": "import sys\nprint('x')\nsys.stdout.close()",
+    "closes_every_descriptor": "import os\nos.closerange(3, 65536)\nprint('ok')",
+    "byte_order_mark": "\ufeffprint('bom')",
+    "recursion_depth": ("import sys\ndef f(n):\n    try:\n        return f(n + 1)\n"
+                        "    except RecursionError:\n        return n\nprint(sys.getrecursionlimit(), f(1))"),
+    "recursion_depth_set": ("import sys\nsys.setrecursionlimit(1500)\ndef f(n):\n    try:\n        return f(n + 1)\n"
+                            "    except RecursionError:\n        return n\nprint(sys.getrecursionlimit(), f(1))"),
+}
+
+
+def _plain_python(image: str, code: str) -> subprocess.CompletedProcess:
+    """The same program as `python3 main.py` in the same image, for comparison."""
+    return subprocess.run(["docker", "run", "--rm", "-i", "--network", "none", "--tmpfs", "/tmp", "--user",
+                           "10001:10001", "--entrypoint", "sh", image, "-c", "cat > /tmp/main.py && cd /tmp && "
+                           "python3 main.py"], input=code.encode(), capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("case", sorted(HONEST))
+def test_honest_programs_pass_as_they_do_as_plain_scripts(one, sandbox_image, case):
+    code = HONEST[case]
+    plain = _plain_python(sandbox_image, code)
+    assert plain.returncode == 0, plain.stderr
+    r = one.execute(Program(code))
+    assert r.status is Status.PASSED, r
+    assert r.stdout == plain.stdout, (r.stdout, plain.stdout)
+
+
+FORGE = '''
+import os, socket
+name = next(line.split()[-1] for line in open("/proc/net/unix") if "selfalign-outcome" in line)
+pid = os.fork()
+if pid == 0:
+    pid2 = os.fork()
+    if pid2 == 0:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"end", "\\0" + name.lstrip("@"))
+        os._exit(0)
+    os.waitpid(pid2, 0)
+    os._exit(0)
+os.waitpid(pid, 0)
+os._exit(0)   # the tests below never run
+assert False
+'''
+
+
+def test_a_grandchild_cannot_claim_the_end_for_the_job(one):
+    r = run(one, FORGE)
+    assert r.status is Status.FAILED and "before reaching its end" in r.reason, r
+
+
+# -- the server and client must stay up and bounded -----------------------------------------
+
+def test_a_client_that_stops_reading_holds_only_its_in_flight_results(docker_client, sandbox_image):
+    server = start_server(docker_client, pool_size=2, max_in_flight_per_stream=4, instance="pytest-noread")
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = pb_grpc.ExecutorStub(channel)
+    big = "import sys\nsys.stdout.write('x' * (1 << 20))"
+    try:
+        call = stub.ExecuteStream(iter([pb.ExecuteRequest(id=str(i), code=big) for i in range(60)]))
+        deadline = time.monotonic() + 30
+        done = -1
+        while time.monotonic() < deadline:   # wait until the server stops taking work
+            time.sleep(2)
+            now = server.pool.state().completed
+            if now == done:
+                break
+            done = now
+        # 4 results held for sending, plus what gRPC's flow-control windows let through.
+        assert done <= 4 + 12, done
+        assert len(list(call)) == 60   # reading again, every result arrives
+    finally:
+        channel.close()
+        server.stop()
+
+
+def test_health_and_calls_work_while_a_client_holds_every_stream(docker_client, sandbox_image):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server = start_server(docker_client, pool_size=1, max_streams=2, max_total_streams=2,
+                          stream_idle_timeout_s=3.0, instance="pytest-lockout")
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = pb_grpc.ExecutorStub(channel)
+    release = threading.Event()
+
+    def idle():
+        release.wait(60)
+        yield from ()
+
+    try:
+        held = [stub.ExecuteStream(idle()) for _ in range(2)]
+        time.sleep(0.5)
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        assert stub.Execute(pb.ExecuteRequest(code="print(1)"), timeout=30).status == pb.PASSED
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.ExecuteStream(iter([pb.ExecuteRequest(id="x", code="print(3)")]), timeout=10))
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for call in held:   # idle streams are closed, and free their places
+            with pytest.raises(grpc.RpcError) as err:
+                list(call)
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert [r.result.status for r in stub.ExecuteStream(iter([pb.ExecuteRequest(id="y", code="print(4)")]),
+                                                            timeout=30)] == [pb.PASSED]
+    finally:
+        release.set()
+        channel.close()
+        server.stop()
+
+
+def test_bad_rows_are_refused_at_once_and_alone(one):
+    programs = [Program("print(1)", id="a"), Program("print('\ud800')", id="surrogate"),
+                Program("print(2)", id="b"), Program("x = 1\n" + "#" * (65 << 20), id="huge"),
+                Program("print(3)", id="c")]
+    results = {r.id: r for r in one.execute_many(programs, return_rejected=True)}
+    assert {k: type(v).__name__ for k, v in results.items()} == {
+        "a": "ExecutionResult", "surrogate": "Rejected", "b": "ExecutionResult", "huge": "Rejected",
+        "c": "ExecutionResult"}
+    assert all(results[k].status is Status.PASSED for k in "abc")
+    assert isinstance(results["surrogate"], Rejected) and results["surrogate"].code == "INVALID_ARGUMENT"
+    assert results["huge"].code == "RESOURCE_EXHAUSTED"
+    with pytest.raises(ExecutorError, match="not valid Unicode"):
+        one.execute(Program("print(1)", stdin="\udcff"))
+
+
+@pytest.mark.parametrize("field,value", [("id", "i" * 2000), ("language", "l" * (1 << 20))])
+def test_every_field_is_bounded(one, field, value):
+    channel = grpc.insecure_channel(f"127.0.0.1:{one.server.port}")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.ExecutorStub(channel).Execute(pb.ExecuteRequest(code="print(1)", **{field: value}), timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "over the limit" in err.value.details()
+    finally:
+        channel.close()
+
+
+def test_two_servers_cleaning_up_the_same_leftovers_both_start(docker_client, sandbox_image):
+    labels = {LABEL_ROLE: ROLE_SANDBOX, LABEL_INSTANCE: "pytest-race", LABEL_OWNER: "elsewhere:1"}
+    for _ in range(6):
+        docker_client.containers.create(sandbox_image, labels=labels)
+    errors: list[BaseException] = []
+
+    def clean():
+        try:
+            remove_leftovers(docker_client, "pytest-race")
+        except BaseException as exc:  # noqa: BLE001 - the test reports whatever escaped
+            errors.append(exc)
+
+    threads = [threading.Thread(target=clean) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert docker_client.containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}=pytest-race"}) == []
+
+
+def test_one_server_per_port_start_is_quiet_about_its_own_sandboxes(docker_client, sandbox_image):
+    """Two servers started together on one engine, each with its own instance, both serve."""
+    servers = []
+    errors: list[BaseException] = []
+
+    def start(name):
+        try:
+            servers.append(start_server(docker_client, pool_size=1, instance=name))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(f"pytest-twin-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == [] and len(servers) == 2
+        for s in servers:
+            with Client(f"127.0.0.1:{s.port}") as c:
+                assert c.execute("print(1)").passed
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_outcome_socket_address_is_private_to_the_container(one):
+    r = run(one, "print(sum('selfalign-outcome' in line for line in open('/proc/net/unix')))")
+    assert r.stdout == b"1\n", r   # the agent's socket, and no other container's
