@@ -81,6 +81,10 @@ PRELOADED_MODULES = (
     "datetime", "enum", "abc", "io", "operator", "textwrap", "hashlib", "struct",
 )
 PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+AF_VSOCK, EAFNOSUPPORT, ENOSYS = 40, 97, 38
+# (audit arch, socket, socketpair) per machine, for the seccomp filter
+SECCOMP_ARCH = {"x86_64": (0xC000003E, 41, 53), "aarch64": (0xC00000B7, 198, 199)}
 SHM_INFO, SEM_INFO, MSG_INFO = 14, 19, 12
 READ_CHUNK = 65536
 # How long to keep reading pipes that a finished program's leftover children hold open.
@@ -326,6 +330,7 @@ def _child(code, script, stdin_fd, out_w, err_w, job) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython does for every script
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _forbid_vsock()
         os.chdir(WORK_DIR)
         os.environ.clear()
         os.environ.update(JOB_ENV)
@@ -342,6 +347,42 @@ def _child(code, script, stdin_fd, out_w, err_w, job) -> None:
     except BaseException:
         os._exit(121)
     os._exit(_run_as_main(code, script))
+
+
+def _forbid_vsock() -> None:
+    """A seccomp filter, on top of the engine's: no AF_VSOCK sockets (on a VM they reach the
+    host), and no system calls of a foreign architecture (which could get around it).
+
+    Raw BPF through ctypes, as the image has no libseccomp bindings:
+        load arch; foreign -> ENOSYS; load nr; socket or socketpair -> load family;
+        AF_VSOCK -> EAFNOSUPPORT; everything else -> allow.
+    """
+    import platform
+
+    arch = SECCOMP_ARCH.get(platform.machine())
+    if arch is None:
+        raise OSError(f"no seccomp filter for {platform.machine()}")
+    audit_arch, nr_socket, nr_socketpair = arch
+    ld, jeq, ret = 0x20, 0x15, 0x06
+    allow, errno = 0x7FFF0000, 0x00050000
+    program = [
+        (ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, errno | ENOSYS),
+        (ld, 0, 0, 0), (jeq, 1, 0, nr_socket), (jeq, 0, 3, nr_socketpair),
+        (ld, 0, 0, 16), (jeq, 0, 1, AF_VSOCK), (ret, 0, 0, errno | EAFNOSUPPORT), (ret, 0, 0, allow),
+    ]
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    filters = (Filter * len(program))(*[Filter(*f) for f in program])
+    prog = Program(len(program), filters)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
+            libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "could not install the seccomp filter")
 
 
 def _text_stream(fd: int, mode: str, line_buffering: bool, errors: str = "strict"):

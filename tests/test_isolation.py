@@ -381,3 +381,17 @@ def test_a_forged_answer_is_rejected(solo):
     """)
     assert r.status is not Status.PASSED
     assert_next_job_is_clean(solo)
+
+
+def test_vsock_and_foreign_syscalls_are_refused(solo):
+    from tests.test_redteam import VSOCK
+
+    r = run(solo, VSOCK)
+    assert r.status is Status.PASSED and r.stdout == b"EAFNOSUPPORT\nEAFNOSUPPORT\nunix ok\n", r
+
+
+def test_signalling_the_agent_with_term_or_int_changes_nothing(solo):
+    for sig in ("SIGTERM", "SIGINT"):
+        r = run(solo, f"import os, signal\nos.kill(1, signal.{sig})\nprint('still here')")
+        assert r.status is Status.PASSED and r.stdout == b"still here\n", (sig, r)
+    assert_next_job_is_clean(solo)

@@ -256,3 +256,22 @@ def test_one_server_per_port_start_is_quiet_about_its_own_sandboxes(docker_clien
 def test_outcome_socket_address_is_private_to_the_container(one):
     r = run(one, "print(sum('selfalign-outcome' in line for line in open('/proc/net/unix')))")
     assert r.stdout == b"1\n", r   # the agent's socket, and no other container's
+
+
+VSOCK = '''
+import errno, socket
+for family_user in (lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM),
+                    lambda: socket.socketpair(socket.AF_VSOCK, socket.SOCK_STREAM)):
+    try:
+        family_user()
+        print("open")
+    except OSError as exc:
+        print(errno.errorcode.get(exc.errno))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)   # other families still work
+print("unix ok")
+'''
+
+
+def test_vsock_sockets_are_refused(one):
+    r = run(one, VSOCK)
+    assert r.status is Status.PASSED and r.stdout == b"EAFNOSUPPORT\nEAFNOSUPPORT\nunix ok\n", r
