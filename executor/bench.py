@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from executor.humaneval import canonical_programs, load_problems, wrong_programs
-from executor.jobs import Program
+from executor.jobs import Limits, Program
 
 TIMEOUT_S = 10.0
 
@@ -177,6 +177,34 @@ def run_fork(programs: list[Program], concurrency: int) -> RunnerReport:
     return _threaded("fork", programs, concurrency, one)
 
 
+LARGE_OUTPUT = "import sys\nsys.stdout.write('o' * (16 << 20))\nsys.stderr.write('e' * (16 << 20))\n"
+
+
+def run_large_output(pool_size: int, count: int = 4) -> RunnerReport:
+    """Programs that each write 16 MiB to stdout and 16 MiB to stderr: the reply's transport and
+    parsing (quadratic before, 7.3 s a program; linear now)."""
+    from executor.client import Client
+    from executor.server import ExecutorServer, ServerConfig
+
+    server = ExecutorServer(ServerConfig(port=0, pool_size=pool_size,
+                                         instance=f"bench-large-{os.getpid()}")).start()
+    try:
+        server.pool.wait_ready()
+        with Client(f"127.0.0.1:{server.port}") as client:
+            client.execute(Program("pass"))
+            limits = Limits(timeout_s=60, max_output_bytes=16 << 20)
+            latencies, outcomes = [], {}
+            start = time.perf_counter()
+            for i in range(count):
+                t = time.perf_counter()
+                r = client.execute(Program(LARGE_OUTPUT, id=f"large-{i}/canonical", limits=limits))
+                latencies.append(time.perf_counter() - t)
+                outcomes[r.id] = r.passed and len(r.stdout) == len(r.stderr) == 16 << 20
+            return _report("large-out", outcomes, latencies, time.perf_counter() - start)
+    finally:
+        server.stop()
+
+
 def format_table(reports: list[RunnerReport], baseline: str = "fork") -> str:
     base = next((r for r in reports if r.runner == baseline), None)
     lines = [f"{'runner':<11} {'programs':>8} {'items/s':>9} {'vs ' + baseline:>9} {'p50 ms':>8} "
@@ -217,6 +245,8 @@ def main(args) -> int:
             reports.append(run_docker_run(subset, args.concurrency, image))
         elif name == "fork":
             reports.append(run_fork(programs, args.concurrency))
+        elif name == "large-output":
+            reports.append(run_large_output(args.pool_size))
         else:
             print(f"unknown runner {name!r}", file=sys.stderr)
             return 2
