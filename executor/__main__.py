@@ -83,6 +83,11 @@ def cmd_run_batch(args) -> int:
             targets, token=args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN") or None,
             cache_path=args.cache))
         try:
+            client.check_reachable()
+        except ExecutorError as exc:
+            print(f"error: {exc}; nothing was run", file=sys.stderr)
+            return 1
+        try:
             report = run_batch(args.input, args.output, client, args.concurrency,
                                progress=not args.no_progress)
         except KeyboardInterrupt:

@@ -8,7 +8,6 @@ Bad input lines are reported with their line numbers; the rest still runs.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import math
 import os
@@ -46,18 +45,27 @@ class BatchReport:
 
 
 def read_done_ids(output: Path) -> set[str]:
-    """Ids that already have a result; drops a partial last line left by a crash."""
+    """Ids that already have a result. A partial last line left by a crash is dropped, and so
+    are SANDBOX_ERROR rows: a sandbox failure says nothing about the program, so it runs again."""
     done: set[str] = set()
     if not output.exists():
         return done
-    with open(output, "rb+") as f:
-        data = f.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            f.truncate(end)  # the last row was cut short: it will be run again
-        for line in data[:end].splitlines():
-            with contextlib.suppress(ValueError, AttributeError):
-                done.add(json.loads(line)["id"])
+    data = output.read_bytes()
+    kept: list[bytes] = []
+    for line in data[:data.rfind(b"\n") + 1].splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(row, dict) or "id" not in row or row.get("status") == "SANDBOX_ERROR":
+            continue
+        done.add(row["id"])
+        kept.append(line)
+    rewritten = b"".join(line + b"\n" for line in kept)
+    if rewritten != data:
+        tmp = output.with_suffix(output.suffix + ".tmp")
+        tmp.write_bytes(rewritten)
+        os.replace(tmp, output)
     return done
 
 

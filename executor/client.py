@@ -165,6 +165,17 @@ class AsyncClient:
             fixed_target=target_index,
         )
 
+    async def check_reachable(self, timeout: float = 5.0) -> None:
+        """Fail fast, with one clear error, when a target does not answer: a connection failure
+        must never become a program's result."""
+        self._ensure_channels()
+        for i, target in enumerate(self.config.targets):
+            try:
+                await self._stubs[i].GetInfo(pb.GetInfoRequest(), metadata=self._metadata, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise ExecutorError(f"executor {target} is not reachable ({exc.code().name}: "
+                                    f"{exc.details() or 'no answer'})", exc.code()) from None
+
     async def wait_until_ready(self, timeout: float = 60.0) -> None:
         """Wait until every target reports its pool started (useful right after a server start)."""
         loop = asyncio.get_running_loop()
@@ -406,6 +417,9 @@ class _Batch:
             pause = _Pause()
             call = client._stubs[index].ExecuteStream(metadata=client._metadata)
             sender = asyncio.create_task(self._send(call, sent, pause))
+            # The server sends its initial metadata when it takes the stream: a stream that broke
+            # before that never reached a sandbox, so its programs are not charged a failure.
+            accepted = asyncio.create_task(call.initial_metadata())
             try:
                 async for resp in call:
                     if resp.id not in sent:
@@ -429,13 +443,16 @@ class _Batch:
                         await self._emit(resp.id, Rejected(
                             prog.id if prog else resp.id, _code_name(resp.error.code), resp.error.message))
                 await sender
+                accepted.cancel()
                 if not sent:
                     return
             except grpc.aio.AioRpcError as exc:
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
+                reached = accepted.done() and not accepted.cancelled() and accepted.exception() is None
+                accepted.cancel()
                 for key in list(sent):
-                    await self._requeue(key, failure=True)
+                    await self._requeue(key, failure=reached)
                 if not _retryable(exc):
                     await self.out.put(ExecutorError(f"{target}: {exc.details() or exc.code()}", exc.code()))
                     return
@@ -529,6 +546,9 @@ class Client:
 
     def info(self, target_index: int = 0) -> pb.ServerInfo:
         return self._call(self._async.info(target_index))
+
+    def check_reachable(self, timeout: float = 5.0) -> None:
+        self._call(self._async.check_reachable(timeout))
 
     def wait_until_ready(self, timeout: float = 60.0) -> None:
         self._call(self._async.wait_until_ready(timeout))

@@ -1,10 +1,14 @@
-"""Prometheus metrics for operators, on an HTTP port of their own."""
+"""Prometheus metrics for operators, on an HTTP port of their own, one set per server.
+
+Each server has its own registry, so two servers in one process (tests, an embedded executor
+beside a real one) neither share counts nor stop each other's endpoint.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -12,18 +16,6 @@ from executor.jobs import ExecutionResult
 
 if TYPE_CHECKING:
     from executor.pool import Pool
-
-EXECUTIONS = Counter("selfalign_executions_total", "Programs executed, by final status", ["status"])
-LATENCY = Histogram(
-    "selfalign_execution_latency_seconds", "Time from submission to result, queueing included",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-)
-_http = None
-
-
-def record_result(result: ExecutionResult, latency_s: float) -> None:
-    EXECUTIONS.labels(result.status.value).inc()
-    LATENCY.observe(latency_s)
 
 
 class _PoolCollector(Collector):
@@ -44,25 +36,29 @@ class _PoolCollector(Collector):
             yield GaugeMetricFamily(name, doc, value=value)
 
 
-_collector: _PoolCollector | None = None
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.executions = Counter("selfalign_executions_total", "Programs executed, by final status", ["status"],
+                                  registry=self.registry)
+        self.latency = Histogram(
+            "selfalign_execution_latency_seconds", "Time from submission to result, queueing included",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry)
+        self._http = None
 
+    def record_result(self, result: ExecutionResult, latency_s: float) -> None:
+        self.executions.labels(result.status.value).inc()
+        self.latency.observe(latency_s)
 
-def serve(host: str, port: int, pool: Pool) -> int:
-    """Start the metrics endpoint; returns the bound port (useful when `port` is 0)."""
-    global _http, _collector
-    if _collector is not None:
-        REGISTRY.unregister(_collector)
-    _collector = _PoolCollector(pool)
-    REGISTRY.register(_collector)
-    _http, _thread = start_http_server(port, addr=host)
-    return _http.server_port
+    def serve(self, host: str, port: int, pool: Pool) -> int:
+        """Start the endpoint; returns the bound port (useful when `port` is 0)."""
+        self.registry.register(_PoolCollector(pool))
+        self._http, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return self._http.server_port
 
-
-def stop() -> None:
-    global _http, _collector
-    if _http is not None:
-        _http.shutdown()
-        _http = None
-    if _collector is not None:
-        REGISTRY.unregister(_collector)
-        _collector = None
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

@@ -20,10 +20,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from executor import __version__, metrics
+from executor import __version__
 from executor.image import ensure_sandbox_image
 from executor.jobs import ExecutionResult, Limits, Program
 from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
+from executor.metrics import Metrics
 from executor.pool import Pool
 from executor.sandbox import SandboxConfig
 from executor.v1 import executor_pb2 as pb
@@ -151,6 +152,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             leave()
 
     def _stream(self, request_iterator, context, leave) -> Iterator[pb.StreamResponse]:
+        context.send_initial_metadata(())   # tells the client the stream was taken
         # A job's slot is held until its result has been handed to gRPC for sending, so a
         # client that stops reading stops the server from reading its requests: memory stays
         # bounded by max_in_flight results per stream.
@@ -295,6 +297,7 @@ class ExecutorServer:
         self.pool: Pool | None = None
         self.grpc_server: grpc.Server | None = None
         self.port = config.port
+        self.metrics = Metrics()
         self.metrics_port: int | None = None
 
     def start(self) -> ExecutorServer:
@@ -307,7 +310,7 @@ class ExecutorServer:
         self.pool = Pool(
             self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
             instance=cfg.instance or f"server-{cfg.port}",
-            on_result=metrics.record_result, on_engine_change=self._set_health,
+            on_result=self.metrics.record_result, on_engine_change=self._set_health,
             image_provider=lambda client: ensure_sandbox_image(client, cfg.sandbox_base),
         )
         self.pool.start()
@@ -348,7 +351,7 @@ class ExecutorServer:
         server.start()
         self.grpc_server = server
         if cfg.metrics_port is not None:
-            self.metrics_port = metrics.serve(cfg.host, cfg.metrics_port, self.pool)
+            self.metrics_port = self.metrics.serve(cfg.host, cfg.metrics_port, self.pool)
         log.info("executor %s listening on %s:%d (pool %d, %s, image %s)", __version__,
                  cfg.host, self.port, cfg.pool_size, cfg.isolation, self.image or "not built yet")
         return self
@@ -369,7 +372,7 @@ class ExecutorServer:
             self.grpc_server.stop(grace_s).wait()
         if self.pool is not None:
             self.pool.close(drain=True)
-        metrics.stop()
+        self.metrics.stop()
 
     def wait(self) -> None:
         if self.grpc_server is not None:

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from executor.client import ExecutorError
 from generator.pipeline import STAGES, Pipeline, PipelineConfig, run_seeds, run_stage
 from generator.stage import file_fingerprint, read_jsonl
 
@@ -74,6 +75,11 @@ def cmd_stage(args) -> int:
     rows = list(read_jsonl(args.input))
     fp = file_fingerprint(args.input)
     if args.shard:
+        from generator.stage import WHOLE_INPUT
+
+        if stage.batch_size == WHOLE_INPUT:
+            raise ValueError(f"{args.command} needs its whole input at once (it compares rows with each other): "
+                             "run it without --shard, on the merged shards")
         index, count = _shard(args.shard)
         rows = [r for i, r in enumerate(rows) if i % count == index]
         fp = f"{fp}:shard{index}/{count}"
@@ -153,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ExecutorError as exc:
+        print(f"error: {exc}; run the same command again to resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130

@@ -201,6 +201,7 @@ def executor_client(cfg: ExecuteConfig) -> Iterator:
 
     if cfg.executor:
         with Client(cfg.executor) as client:
+            client.check_reachable()
             yield client
         return
     from executor.server import ExecutorServer, ServerConfig

@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from executor.client import ExecutorError
+
 
 def cmd_prepare(args) -> int:
     from transformers import AutoTokenizer
@@ -43,7 +45,6 @@ def cmd_sft(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from executor.client import Client
     from generator.pipeline import ExecuteConfig, executor_client
     from trainer.evaluate import canonical_samples, generate_samples, load_benchmark, read_samples, score, write_samples
 
@@ -68,8 +69,7 @@ def cmd_eval(args) -> int:
             write_samples(args.save_completions, samples)
     targets = [t for item in args.executor for t in item.split(",") if t]
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(Client(targets)) if targets else \
-            stack.enter_context(executor_client(ExecuteConfig()))
+        client = stack.enter_context(executor_client(ExecuteConfig(executor=targets)))
         result = score(benchmark, samples, client, timeout_s=args.timeout, progress=not args.no_progress,
                        rules=args.evalplus_rules)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ExecutorError as exc:
+        print(f"error: {exc}; nothing was scored", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor import Limits, Program
-from executor.client import Client
+from executor.client import Client, ExecutorError
 from trainer import grading
 from trainer.template import SYSTEM
 
@@ -244,6 +244,12 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
             "stderr_tail": r.stderr[-500:].decode("utf-8", "backslashreplace")}
         bar.update(1)
     bar.close()
+    broken = sorted({t for (t, _), parts in verdicts.items() if any(v["status"] == "SANDBOX_ERROR"
+                                                                      for v in parts.values())})
+    if broken:
+        # A sandbox failure is not the sample's fault: scoring it as wrong would report a
+        # number that did not happen.
+        raise ExecutorError(f"{len(broken)} task(s) could not be run (SANDBOX_ERROR), e.g. {broken[:3]}")
     records = []
     base_correct: dict[str, int] = defaultdict(int)
     plus_correct: dict[str, int] = defaultdict(int)
