@@ -88,6 +88,17 @@ def cmd_stage(args) -> int:
     return 0
 
 
+def cmd_import_released(args) -> int:
+    """The authors' released responses as this pipeline's execute-stage input, so they can be
+    filtered again through the sandboxed executor and every step after it."""
+    from generator.released import import_released
+
+    count = import_released(args.input, args.output)
+    print(f"{count} instructions written to {args.output}; next: python -m generator execute "
+          f"--input {args.output} --output OUT.jsonl", file=sys.stderr)
+    return 0
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(x) for x in text.split("/"))
@@ -127,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dedup-threshold", type=float, default=None)
     common(p, needs_input=False)
     p.set_defaults(func=cmd_seeds)
+
+    p = sub.add_parser("import-released", help="the authors' released responses (responses-unfiltered, "
+                       "exec-filter-500k-raw) as execute-stage input")
+    p.add_argument("--input", type=Path, required=True, help="their JSONL or Parquet file")
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=cmd_import_released)
 
     for name, help_text in [("concepts", "S->C"), ("instructions", "C->I"), ("responses", "I->R"),
                             ("execute", "run responses' tests in the executor, keep passing"),

@@ -64,3 +64,57 @@ def test_shard_is_refused_where_a_stage_needs_the_whole_input(tmp_path, stage):
     proc = _run("generator", stage, "--input", inp, "--output", tmp_path / "out.jsonl", "--shard", "0/2",
                 "--no-progress")
     assert proc.returncode == 2 and "needs its whole input" in proc.stderr, proc.stderr
+
+
+def test_quickstart_makes_a_real_dataset(tmp_path, target):
+    """The README's CPU quickstart: recorded outputs through every stage, into a non-empty dataset."""
+    import tomllib
+
+    from generator.pipeline import Pipeline, PipelineConfig
+
+    data = tomllib.loads((ROOT / "configs" / "pipeline.quickstart.toml").read_text())
+    data["run"].update(dir=str(tmp_path / "run"), progress=False)
+    data["backend"]["model"] = str(ROOT / data["backend"]["model"])
+    data["seeds"]["source"] = str(ROOT / data["seeds"]["source"])
+    data["execute"]["executor"] = target
+    stats = {s.stage: s.to_dict() for s in Pipeline(PipelineConfig.from_dict(data)).run()}
+    assert stats["seeds.extract"]["kept"] == 6 and stats["responses"]["kept"] == 6
+    assert stats["execute"]["dropped"] == {"FAILED": 5}           # the recorded wrong answers
+    rows = [json.loads(line) for line in (tmp_path / "run" / "11-export.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["instruction"] and "```python" in r["response"] for r in rows)
+
+
+def test_replay_matches_the_query_not_the_examples(tmp_path):
+    from generator.backends import Sampling
+    from generator.backends.replay import ReplayBackend
+    from generator.prompts import instructions_prompt, load_examples
+
+    rec = tmp_path / "r.jsonl"
+    rec.write_text(json.dumps({"field": "Concepts", "input": "recursion,  lists", "outputs": ["Write a."]}) + "\n")
+    backend = ReplayBackend(str(rec))
+    examples = load_examples()
+    prompts = [instructions_prompt("recursion, lists", "function", "easy", examples[:2]),
+               instructions_prompt("recursion, lists", "class", "hard", examples[3:6]),
+               instructions_prompt("sorting", "function", "easy", examples[:2])]
+    out = backend.generate(prompts, Sampling(n=1, stop=("\n## Example",)), [0, 1, 2])
+    assert [[c.text for c in samples] for samples in out] == [["Write a."], ["Write a."], []]
+    with pytest.raises(ValueError, match="no recording file"):
+        ReplayBackend(str(tmp_path / "missing.jsonl"))
+
+
+def test_released_responses_become_execute_input(tmp_path):
+    released = tmp_path / "responses-unfiltered.jsonl"
+    released.write_text(
+        json.dumps({"instruction": "Add.", "seed": "def f(): ...", "parsing_result": [
+            {"response": "A"}, {"response": "B"}, {"response": "A"}]}) + "\n"
+        + json.dumps({"instruction": "Add.", "response": "C"}) + "\n"
+        + json.dumps({"instruction": "Sub.", "response": "D"}) + "\n")
+    proc = _run("generator", "import-released", "--input", released, "--output", tmp_path / "rows.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [(r["instruction"], r["samples"]) for r in rows] == [("Add.", ["A", "B", "C"]), ("Sub.", ["D"])]
+    assert rows[0]["seed"] == "def f(): ..." and rows[0]["id"].startswith("released-")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x"}) + "\n")
+    proc = _run("generator", "import-released", "--input", bad, "--output", tmp_path / "o.jsonl")
+    assert proc.returncode == 2 and "no 'instruction'" in proc.stderr

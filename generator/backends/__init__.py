@@ -3,6 +3,7 @@
 - `vllm`: offline `vllm.LLM` on GPUs, the fast path (optional extra, imported lazily)
 - `openai`: any OpenAI-compatible completions server (vLLM's, TGI, SGLang)
 - `transformers`: plain Hugging Face generation, for CPU development and tests
+- `replay`: recorded outputs from a file (the CPU quickstart; released intermediate datasets)
 - `import`: any class named as `module:Class`, for custom engines (and the tests' scripted model)
 
 Every backend takes all of a stage's prompts at once and returns, per prompt, `n` samples with
@@ -57,12 +58,16 @@ def make_backend(config: BackendConfig) -> Backend:
         from generator.backends.transformers import TransformersBackend
 
         return TransformersBackend(config.model, **config.options)
+    if config.kind == "replay":
+        from generator.backends.replay import ReplayBackend
+
+        return ReplayBackend(config.model, **config.options)
     if config.kind == "import":
         module, _, name = config.model.partition(":")
         if not name:
             raise ValueError(f"backend 'import' needs model = 'module:Class', not {config.model!r}")
         return getattr(importlib.import_module(module), name)(**config.options)
-    raise ValueError(f"unknown backend {config.kind!r}: use vllm, openai, transformers or import")
+    raise ValueError(f"unknown backend {config.kind!r}: use vllm, openai, transformers, replay or import")
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
