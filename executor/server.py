@@ -313,10 +313,6 @@ class ExecutorServer:
             on_result=self.metrics.record_result, on_engine_change=self._set_health,
             image_provider=lambda client: ensure_sandbox_image(client, cfg.sandbox_base),
         )
-        self.pool.start()
-        self._set_health(self.pool.engine_reachable)
-        if not self.pool.engine_reachable:
-            log.error("%s; serving NOT_SERVING until it is back", self.pool.state().engine_error)
         interceptors = [_TokenAuth(cfg.token)] if cfg.token else []
         # Every open stream holds one worker; the rest are for unary calls and health checks,
         # which are never refused for want of one.
@@ -337,17 +333,29 @@ class ExecutorServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = f"{_bracket(cfg.host)}:{cfg.port}"
+        _check_port_free(cfg.host, cfg.port)
         if cfg.tls_cert:
             creds = grpc.ssl_server_credentials(
                 [(_read(cfg.tls_key), _read(cfg.tls_cert))],
                 root_certificates=_read(cfg.tls_client_ca) if cfg.tls_client_ca else None,
                 require_client_auth=bool(cfg.tls_client_ca),
             )
-            self.port = server.add_secure_port(address, creds)
+            try:
+                self.port = server.add_secure_port(address, creds)
+            except RuntimeError:
+                self.port = 0
         else:
-            self.port = server.add_insecure_port(address)
+            try:
+                self.port = server.add_insecure_port(address)
+            except RuntimeError:
+                self.port = 0
         if not self.port:
-            raise OSError(f"could not bind {address}")
+            raise OSError(f"could not listen on {address}: is another server using that port?")
+        # The port is ours: only now start sandboxes, so a failed start leaves none behind.
+        self.pool.start()
+        self._set_health(self.pool.engine_reachable)
+        if not self.pool.engine_reachable:
+            log.error("%s; serving NOT_SERVING until it is back", self.pool.state().engine_error)
         server.start()
         self.grpc_server = server
         if cfg.metrics_port is not None:
@@ -381,7 +389,10 @@ class ExecutorServer:
 
 def serve(config: ServerConfig) -> None:
     """Run until SIGINT or SIGTERM, then shut down gracefully."""
-    server = ExecutorServer(config).start()
+    try:
+        server = ExecutorServer(config).start()
+    except OSError as exc:
+        raise SystemExit(f"error: {exc}") from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -393,6 +404,22 @@ def serve(config: ServerConfig) -> None:
     t = time.monotonic()
     server.stop()
     print(f"stopped in {time.monotonic() - t:.1f} s", flush=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with one clear line before gRPC's own bind logs its error and a traceback follows."""
+    import socket
+
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as gRPC binds: TIME_WAIT is fine
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise OSError(f"could not listen on {host}:{port}: {exc.strerror.lower()} "
+                          "(is another server using that port?)") from None
 
 
 def _bracket(host: str) -> str:

@@ -118,3 +118,12 @@ def test_released_responses_become_execute_input(tmp_path):
     bad.write_text(json.dumps({"prompt": "x"}) + "\n")
     proc = _run("generator", "import-released", "--input", bad, "--output", tmp_path / "o.jsonl")
     assert proc.returncode == 2 and "no 'instruction'" in proc.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_and_leaves_no_sandbox(docker_client, server):
+    proc = _run("executor", "serve", "--port", server.port, "--pool-size", "1", "--instance", "pytest-port-in-use",
+                timeout=120)
+    assert proc.returncode == 1 and "could not listen on" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    leftovers = docker_client.containers.list(all=True, filters={"label": "org.selfalign.instance=pytest-port-in-use"})
+    assert leftovers == []
