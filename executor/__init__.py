@@ -2,7 +2,9 @@
 
 The client library is what the generator and trainer use::
 
-    from executor import Client, Program
+    from executor import Program
+    from executor.client import Client
+
     with Client("127.0.0.1:50051") as client:
         result = client.execute(Program("print(1 + 1)"))
 """

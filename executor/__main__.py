@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from pathlib import Path
 
+from executor.cli import configure_logging, make_parser
 from executor.limits import ServerLimits
 from executor.server import ServerConfig
 
@@ -118,6 +118,29 @@ def cmd_health(args) -> int:
     return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def cmd_info(args) -> int:
+    """What the server says about itself (GetInfo), as JSON."""
+    import json
+
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from executor.v1 import executor_pb2 as pb
+    from executor.v1 import executor_pb2_grpc as pb_grpc
+
+    token = args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN")
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    try:
+        with grpc.insecure_channel(args.target) as channel:
+            info = pb_grpc.ExecutorStub(channel).GetInfo(pb.GetInfoRequest(), timeout=args.timeout,
+                                                         metadata=metadata)
+    except grpc.RpcError as exc:
+        print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    print(json.dumps(MessageToDict(info, always_print_fields_with_no_presence=True), indent=2))
+    return 0 if info.serving else 1
+
+
 def cmd_build_image(args) -> int:
     import docker
 
@@ -135,9 +158,7 @@ def cmd_bench(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m executor", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("SELFALIGN_LOG_LEVEL", "WARNING"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = make_parser("python -m executor", __doc__, "WARNING")
 
     p = sub.add_parser("serve", help="run the gRPC executor service")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
@@ -180,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_health)
 
+    p = sub.add_parser("info", help="print the server's GetInfo as JSON (exit 0 when serving)")
+    p.add_argument("--target", default="127.0.0.1:50051")
+    p.add_argument("--token", default=None, help="bearer token (default: $SELFALIGN_EXECUTOR_TOKEN)")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(func=cmd_info)
+
     p = sub.add_parser("build-image", help="build the sandbox image (offline or from a registry)")
     p.add_argument("--base", default=None, help="'offline' or a base image (default: auto)")
     p.set_defaults(func=cmd_build_image)
@@ -196,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args)
     return args.func(args)
 
 

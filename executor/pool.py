@@ -141,6 +141,10 @@ class Pool:
             time.sleep(0.05)
         return False
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def close(self, drain: bool = True, timeout_s: float = 60.0) -> None:
         """Stop the slots (after the queued jobs if `drain`) and remove every container."""
         if not drain:

@@ -258,6 +258,9 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 completed=state.completed,
             ),
             sandbox_image=self.pool.config.image, runtime=self.runtime,
+            serving=state.engine_reachable and not self.pool.stopping,
+            not_serving_reason=("shutting down" if self.pool.stopping else
+                                "" if state.engine_reachable else f"Docker engine unreachable: {state.engine_error}"),
         )
 
 

@@ -3,13 +3,11 @@ for the whole pipeline. Every step reads and writes JSONL and can be resumed aft
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 
+from executor.cli import configure_logging, make_parser
 from executor.client import ExecutorError
 from generator.pipeline import STAGES, Pipeline, PipelineConfig, run_seeds, run_stage
 from generator.stage import file_fingerprint, read_jsonl
@@ -85,6 +83,10 @@ def cmd_stage(args) -> int:
         fp = f"{fp}:shard{index}/{count}"
     stats = run_stage(stage, rows, fp, cfg.execute)
     print(json.dumps(stats.to_dict()), file=sys.stderr)
+    if args.command == "export" and args.push_to_hub:
+        from generator.stages.export import push_to_hub
+
+        print(f"pushed to {push_to_hub(stage.dataset_dir, args.push_to_hub)}", file=sys.stderr)
     return 0
 
 
@@ -110,9 +112,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("SELFALIGN_LOG_LEVEL", "WARNING"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = make_parser("python -m generator", __doc__, "WARNING")
 
     def common(p, needs_input=True):
         if needs_input:
@@ -167,14 +167,20 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--benchmark-file", action="append", default=[])
         if name == "export":
             p.add_argument("--dataset-dir", type=Path, default=None)
+            p.add_argument("--push-to-hub", default=None, metavar="REPO",
+                           help="also upload the dataset folder to this Hugging Face dataset repo")
         p.set_defaults(func=cmd_stage)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:   # e.g. a model that is neither a local folder nor on a reachable hub
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {first}", file=sys.stderr)
         return 2
     except ExecutorError as exc:
         print(f"error: {exc}; run the same command again to resume", file=sys.stderr)

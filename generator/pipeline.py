@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import tomllib
 import types
 import typing
@@ -36,6 +37,7 @@ from generator.stages.select import SelectConfig
 STAGES = ("seeds", "concepts", "instructions", "responses", "execute", "check_format", "select", "dedup",
           "rewrite", "decontaminate", "export")
 OPTIONAL_STAGES = ("check_format", "dedup", "rewrite", "decontaminate")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -264,7 +266,34 @@ class Pipeline:
         return name not in OPTIONAL_STAGES or getattr(self.cfg, name).enabled
 
     def run(self, until: str | None = None) -> list[StageStats]:
+        """Run (or resume) every enabled stage. The run directory gets `run.log` (appended to
+        on every run) and `config.resolved.json` (the config with every default filled in)."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.resolved.json").write_text(
+            json.dumps(dataclasses.asdict(self.cfg), indent=2, sort_keys=True, default=str) + "\n")
+        handler = logging.FileHandler(self.dir / "run.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        root, ours = logging.getLogger(), logging.getLogger("generator")
+        # run.log gets INFO; the console keeps the level it was given.
+        console = [(h, h.level) for h in root.handlers]
+        for h, _ in console:
+            h.setLevel(max(h.level, root.getEffectiveLevel()))
+        old_level = ours.level
+        ours.setLevel(min(logging.INFO, root.getEffectiveLevel()))
+        root.addHandler(handler)
+        log.info("run started in %s", self.dir)
+        try:
+            return self._run(until)
+        finally:
+            log.info("run stopped")
+            root.removeHandler(handler)
+            handler.close()
+            ours.setLevel(old_level)
+            for h, level in console:
+                h.setLevel(level)
+
+    def _run(self, until: str | None) -> list[StageStats]:
         all_stats: list[StageStats] = []
         previous: Path | None = None
         for index, name in enumerate(STAGES, 1):
@@ -277,8 +306,14 @@ class Pipeline:
                     rows = list(read_jsonl(previous))
                     stage = self.stage(name, out)
                     all_stats.append(run_stage(stage, rows, file_fingerprint(previous), self.cfg.execute))
+                log.info("%s: %s", name, json.dumps(all_stats[-1].to_dict()))
                 previous = out
                 self.write_summary(all_stats)
+                if name == "export":
+                    from generator.stages.export import write_card
+
+                    write_card(self.dir / "dataset", all_stats[-1].rows_out, dataclasses.asdict(self.cfg),
+                               [s.to_dict() for s in all_stats])
             if until == name:
                 break
         return all_stats

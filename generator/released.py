@@ -21,6 +21,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from generator.stage import read_jsonl
+
 
 def _rows(path: Path):
     if path.suffix == ".parquet":
@@ -28,13 +30,7 @@ def _rows(path: Path):
 
         yield from pq.read_table(path).to_pylist()
         return
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON: {exc}") from None
+    yield from read_jsonl(path)
 
 
 def import_released(input_path: str | Path, output_path: str | Path) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,6 +148,9 @@ class Stage:
             stats = StageStats.from_dict(ckpt["stats"])
             self._truncate(ckpt["lengths"])
         else:
+            if ckpt:
+                log.warning("%s: its config, assets or input changed since the last run; running it again",
+                            self.name)
             consumed = 0
             stats = StageStats(self.name)
             self.output.parent.mkdir(parents=True, exist_ok=True)

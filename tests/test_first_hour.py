@@ -127,3 +127,12 @@ def test_serve_on_a_port_in_use_says_so_and_leaves_no_sandbox(docker_client, ser
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     leftovers = docker_client.containers.list(all=True, filters={"label": "org.selfalign.instance=pytest-port-in-use"})
     assert leftovers == []
+
+
+def test_info_says_whether_and_why_not_serving(server, target):
+    proc = _run("executor", "info", "--target", target)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["serving"] is True and info["notServingReason"] == "" and info["pool"]["size"] >= 1
+    proc = _run("executor", "info", "--target", f"127.0.0.1:{free_port()}")
+    assert proc.returncode == 1 and "UNAVAILABLE" in proc.stderr and "Traceback" not in proc.stderr

@@ -268,8 +268,12 @@ def test_pipeline_with_a_scripted_model_is_exact(tmp_path, target):
     assert all(set(r) >= {"instruction", "response", "seed", "concepts", "id", "fingerprint"} for r in final)
     import datasets
 
-    ds = datasets.load_from_disk(str(run / "dataset"))
-    assert ds.num_rows == 2 and set(ds.column_names) >= {"instruction", "response", "fingerprint"}
+    ds = datasets.load_dataset(str(run / "dataset"), split="train")
+    assert ds.num_rows == 2 and set(ds.column_names) >= {"instruction", "response", "fingerprint", "messages"}
+    assert ds[0]["messages"] == [{"role": "user", "content": ds[0]["instruction"]},
+                                 {"role": "assistant", "content": ds[0]["response"]}]
+    card = (run / "dataset" / "README.md").read_text()
+    assert card.startswith("---\nconfigs:") and "| execute |" in card and '"dedup"' in card
     summary = json.loads((run / "stats.json").read_text())
     assert [s["stage"] for s in summary] == ["seeds.extract", "seeds.dedup", "concepts", "instructions",
                                              "responses", "execute", "check_format", "select", "dedup", "rewrite",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 
+from executor.cli import configure_logging, make_parser
 from executor.client import ExecutorError
 
 
@@ -86,9 +84,7 @@ def cmd_make_tiny_model(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("SELFALIGN_LOG_LEVEL", "INFO"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = make_parser("python -m trainer", __doc__, "INFO")
 
     p = sub.add_parser("prepare", help="verify, dedup, decontaminate and tokenize a dataset")
     p.add_argument("--data", required=True, help="JSONL/Parquet with instruction and response, or a dataset")
@@ -167,11 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_make_tiny_model)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:   # e.g. a model that is neither a local folder nor on a reachable hub
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {first}", file=sys.stderr)
         return 2
     except ExecutorError as exc:
         print(f"error: {exc}; nothing was scored", file=sys.stderr)

@@ -29,7 +29,9 @@ def load_rows(data: str) -> list[dict]:
     elif path.is_dir():
         import datasets
 
-        rows = list(datasets.load_from_disk(str(path)))
+        # An exported dataset folder (Parquet and a card), or one saved with save_to_disk.
+        rows = list(datasets.load_from_disk(str(path)) if (path / "state.json").exists()
+                    else datasets.load_dataset(str(path), split="train"))
     elif not path.exists() and "/" in data and not data.startswith(("/", ".", "~")):
         import datasets
 

@@ -119,7 +119,7 @@ class PoolInfo(_message.Message):
     def __init__(self, isolation: _Optional[str] = ..., size: _Optional[int] = ..., ready: _Optional[int] = ..., busy: _Optional[int] = ..., queued: _Optional[int] = ..., engine_reachable: _Optional[bool] = ..., completed: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("server_version", "api_version", "languages", "default_limits", "max_limits", "max_code_bytes", "max_stdin_bytes", "pool", "sandbox_image", "runtime")
+    __slots__ = ("server_version", "api_version", "languages", "default_limits", "max_limits", "max_code_bytes", "max_stdin_bytes", "pool", "sandbox_image", "runtime", "serving", "not_serving_reason")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     LANGUAGES_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,8 @@ class ServerInfo(_message.Message):
     POOL_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_IMAGE_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    NOT_SERVING_REASON_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     api_version: str
     languages: _containers.RepeatedScalarFieldContainer[str]
@@ -140,4 +142,6 @@ class ServerInfo(_message.Message):
     pool: PoolInfo
     sandbox_image: str
     runtime: str
-    def __init__(self, server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ..., default_limits: _Optional[_Union[Limits, _Mapping]] = ..., max_limits: _Optional[_Union[Limits, _Mapping]] = ..., max_code_bytes: _Optional[int] = ..., max_stdin_bytes: _Optional[int] = ..., pool: _Optional[_Union[PoolInfo, _Mapping]] = ..., sandbox_image: _Optional[str] = ..., runtime: _Optional[str] = ...) -> None: ...
+    serving: bool
+    not_serving_reason: str
+    def __init__(self, server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., languages: _Optional[_Iterable[str]] = ..., default_limits: _Optional[_Union[Limits, _Mapping]] = ..., max_limits: _Optional[_Union[Limits, _Mapping]] = ..., max_code_bytes: _Optional[int] = ..., max_stdin_bytes: _Optional[int] = ..., pool: _Optional[_Union[PoolInfo, _Mapping]] = ..., sandbox_image: _Optional[str] = ..., runtime: _Optional[str] = ..., serving: _Optional[bool] = ..., not_serving_reason: _Optional[str] = ...) -> None: ...

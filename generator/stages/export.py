@@ -1,18 +1,65 @@
-"""The SFT dataset: JSONL and a `datasets` dataset on disk, with a fingerprint per row."""
+"""The SFT dataset: JSONL, and a Hugging Face dataset folder (Parquet plus a dataset card).
+
+`datasets.load_dataset(PATH)` loads the folder as is, and its `messages` column (a user turn and
+an assistant turn) is what TRL's `SFTTrainer` and chat templates take without a mapping
+function. The card records the run's config and its funnel, so a published copy says how it was
+made. `push_to_hub` uploads the folder where a hub is reachable.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
 FIELDS = ("id", "instruction", "response", "seed", "concepts", "category", "difficulty", "fingerprint")
+DATA_FILE = "data/train-00000-of-00001.parquet"
 
 
 def fingerprint(instruction: str, response: str) -> str:
     return hashlib.sha256(f"{instruction}\x1f{response}".encode()).hexdigest()[:16]
+
+
+def messages(instruction: str, response: str) -> list[dict]:
+    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+
+
+def dataset_card(rows: int, config: dict | None = None, funnel: list[dict] | None = None) -> str:
+    """A dataset card: YAML metadata that `datasets` reads, then how the data was made."""
+    lines = [
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        f"    path: {DATA_FILE}",
+        "task_categories:",
+        "- text-generation",
+        "tags:",
+        "- code",
+        "- selfcodealign",
+        "---",
+        "",
+        "# Self-aligned code instructions",
+        "",
+        f"{rows} instruction-response pairs made by the selfalign pipeline (SelfCodeAlign): seed functions,",
+        "concepts, instructions and responses written by a base model, responses kept only when their own",
+        "tests passed in a sandbox, then selected, deduplicated, rewritten and decontaminated.",
+        "",
+        "Columns: `instruction`, `response`, `messages` (the same pair as chat turns), `seed`, `concepts`,",
+        "`category`, `difficulty`, `id`, `fingerprint`.",
+    ]
+    if funnel:
+        lines += ["", "## Funnel", "", "| stage | in | kept | dropped (by reason) |", "| --- | ---: | ---: | --- |"]
+        for s in funnel:
+            reasons = ", ".join(f"{k} {v}" for k, v in s.get("dropped", {}).items()) or "-"
+            lines.append(f"| {s['stage']} | {s['rows_in']} | {s['kept']} | {reasons} |")
+    if config is not None:
+        lines += ["", "## Config", "", "```json", json.dumps(config, indent=2, sort_keys=True, default=str), "```"]
+    return "\n".join(lines) + "\n"
 
 
 class Export(Stage):
@@ -24,7 +71,8 @@ class Export(Stage):
         self.dataset_dir = Path(dataset_dir)
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
-        import datasets
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         out = []
         for row in sorted(rows, key=lambda r: r["id"]):
@@ -34,8 +82,26 @@ class Export(Stage):
             out.append(rec)
         if self.dataset_dir.exists():
             shutil.rmtree(self.dataset_dir)
-        features = datasets.Features({k: datasets.Sequence(datasets.Value("string")) if k == "concepts"
-                                      else datasets.Value("string") for k in FIELDS})
-        columns = {k: [row[k] for row in out] for k in FIELDS}  # also right for zero rows
-        datasets.Dataset.from_dict(columns, features=features).save_to_disk(str(self.dataset_dir))
+        (self.dataset_dir / DATA_FILE).parent.mkdir(parents=True)
+        message = pa.struct([("role", pa.string()), ("content", pa.string())])
+        schema = pa.schema([(k, pa.list_(pa.string()) if k == "concepts" else pa.string()) for k in FIELDS]
+                           + [("messages", pa.list_(message))])
+        columns = {k: [row[k] for row in out] for k in FIELDS}   # also right for zero rows
+        columns["messages"] = [messages(r["instruction"], r["response"]) for r in out]
+        pq.write_table(pa.table(columns, schema=schema), self.dataset_dir / DATA_FILE)
+        (self.dataset_dir / "README.md").write_text(dataset_card(len(out)))
         return BatchResult(kept=out)
+
+
+def write_card(dataset_dir: str | Path, rows: int, config: dict, funnel: list[dict]) -> None:
+    (Path(dataset_dir) / "README.md").write_text(dataset_card(rows, config, funnel))
+
+
+def push_to_hub(dataset_dir: str | Path, repo: str, private: bool = False) -> str:
+    """Upload the dataset folder (data and card) to a Hugging Face dataset repository."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(dataset_dir), repo_id=repo, repo_type="dataset")
+    return f"https://huggingface.co/datasets/{repo}"
