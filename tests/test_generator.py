@@ -167,7 +167,7 @@ def test_sharded_stage_runs_partition_the_input(tmp_path, target):
         assert proc.returncode == 0, proc.stderr
         seen += [r["instruction_id"] for r in read(out)]
     assert sorted(seen) == sorted(r["id"] for r in rows)
-    proc = subprocess.run([sys.executable, "-m", "generator", "select", "--input", str(inp), "--output",
+    proc = subprocess.run([sys.executable, "-m", "generator", "execute", "--input", str(inp), "--output",
                            str(tmp_path / "x.jsonl"), "--shard", "3/3"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "K must be in [0, N)" in proc.stderr
 
