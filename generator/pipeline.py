@@ -426,22 +426,31 @@ def _source_fingerprint(source: str) -> str:
 
 
 def funnel_chart(all_stats: list[StageStats], path: Path) -> None:
+    """Kept rows per stage, with what each stage dropped stacked beside them and named."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    names = [s.stage for s in all_stats]
-    kept = [s.rows_out for s in all_stats]
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
-    bars = ax.barh(names[::-1], kept[::-1], color="#4c72b0")
-    # execute and check_format keep *samples* (several per instruction); the others count rows.
-    labels = [f"{k:,} samples" if n in ("execute", "check_format") else f"{k:,}"
-              for n, k in zip(names, kept, strict=True)]
-    ax.bar_label(bars, labels=labels[::-1], padding=3)
-    ax.set_xlabel("rows kept")
+    names = [s.stage for s in all_stats][::-1]
+    kept = [s.rows_out for s in all_stats][::-1]
+    dropped = [sum(s.dropped.values()) for s in all_stats][::-1]
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.5))
+    ax.barh(names, kept, color="#4c72b0", label="kept")
+    ax.barh(names, dropped, left=kept, color="#c0c0c0", label="dropped")
+    # execute and check_format count *samples* (several per instruction); the others count rows.
+    unit = {"execute": " samples", "check_format": " samples"}
+    for y, s in enumerate(all_stats[::-1]):
+        reasons = ", ".join(f"{k} {v}" for k, v in s.dropped.most_common(3))
+        more = " ..." if len(s.dropped) > 3 else ""
+        label = f"{s.rows_out:,}{unit.get(s.stage, '')}" + (f"  (dropped: {reasons}{more})" if reasons else "")
+        ax.text(s.rows_out + sum(s.dropped.values()), y, "  " + label, va="center", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("rows")
     ax.set_title("selfalign pipeline funnel")
-    ax.margins(x=0.15)
+    ax.legend(loc="lower right")
+    ax.margins(x=0.6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
