@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -61,43 +60,34 @@ def cmd_serve(args) -> int:
 
 def cmd_run_batch(args) -> int:
     from executor.batch import run_batch
-    from executor.client import Client, ExecutorError
+    from executor.client import ExecutorError
 
     if not args.input.is_file():
         print(f"error: input file {args.input} does not exist", file=sys.stderr)
         return 2
-    with contextlib.ExitStack() as stack:
-        if args.target:
-            targets = args.target
-        else:
-            from executor.server import ExecutorServer
+    from executor.embedded import connect
 
-            print("no --target: starting an embedded executor for this batch", file=sys.stderr)
-            server = ExecutorServer(_server_config(args, "127.0.0.1", 0)).start()
-            stack.callback(server.stop)
-            if not server.pool.engine_reachable:
-                print(f"error: {server.pool.state().engine_error}", file=sys.stderr)
-                return 1
-            targets = [f"127.0.0.1:{server.port}"]
-        client = stack.enter_context(Client(
-            targets, token=args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN") or None,
-            cache_path=args.cache))
-        try:
-            client.check_reachable()
-        except ExecutorError as exc:
+    if not args.target:
+        print("no --target: starting an embedded executor for this batch", file=sys.stderr)
+    token = args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN") or None
+    started = False
+    try:
+        with connect(args.target, token=token, cache_path=args.cache,
+                     server_config=None if args.target else _server_config(args, "127.0.0.1", 0)) as client:
+            started = True
+            try:
+                report = run_batch(args.input, args.output, client, args.concurrency,
+                                   progress=not args.no_progress)
+            except KeyboardInterrupt:
+                print(f"\ninterrupted: results so far are in {args.output}; "
+                      "run the same command again to resume", file=sys.stderr)
+                return 130
+    except ExecutorError as exc:
+        if not started:
             print(f"error: {exc}; nothing was run", file=sys.stderr)
-            return 1
-        try:
-            report = run_batch(args.input, args.output, client, args.concurrency,
-                               progress=not args.no_progress)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: results so far are in {args.output}; "
-                  "run the same command again to resume", file=sys.stderr)
-            return 130
-        except ExecutorError as exc:
-            print(f"error: {exc}\nresults so far are in {args.output}; run again to resume",
-                  file=sys.stderr)
-            return 1
+        else:
+            print(f"error: {exc}\nresults so far are in {args.output}; run again to resume", file=sys.stderr)
+        return 1
     print(report.summary(), file=sys.stderr)
     return 2 if report.input_errors or report.rejected else 0
 

@@ -199,26 +199,10 @@ def _build(cls, data: dict, section: str, only: tuple[str, ...] | None = None, b
 @contextlib.contextmanager
 def executor_client(cfg: ExecuteConfig) -> Iterator:
     """A client for the configured executors, or for an embedded one started here."""
-    from executor.client import Client
+    from executor.embedded import connect
 
-    if cfg.executor:
-        with Client(cfg.executor) as client:
-            client.check_reachable()
-            yield client
-        return
-    from executor.server import ExecutorServer, ServerConfig
-
-    server_cfg = ServerConfig(port=0, instance=None)
-    if cfg.pool_size:
-        server_cfg.pool_size = cfg.pool_size
-    server = ExecutorServer(server_cfg).start()
-    try:
-        if not server.pool.wait_ready(180):
-            raise RuntimeError(f"embedded executor not ready: {server.pool.state().engine_error}")
-        with Client(f"127.0.0.1:{server.port}") as client:
-            yield client
-    finally:
-        server.stop()
+    with connect(cfg.executor, cfg.pool_size) as client:
+        yield client
 
 
 def run_stage(stage: Stage, rows: list[dict], input_fingerprint: str, execute: ExecuteConfig) -> StageStats:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -43,7 +42,7 @@ def cmd_sft(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from generator.pipeline import ExecuteConfig, executor_client
+    from executor.embedded import connect
     from trainer.evaluate import canonical_samples, generate_samples, load_benchmark, read_samples, score, write_samples
 
     benchmark = load_benchmark(args.benchmark, args.data_file)
@@ -66,8 +65,7 @@ def cmd_eval(args) -> int:
         if args.save_completions:
             write_samples(args.save_completions, samples)
     targets = [t for item in args.executor for t in item.split(",") if t]
-    with contextlib.ExitStack() as stack:
-        client = stack.enter_context(executor_client(ExecuteConfig(executor=targets)))
+    with connect(targets) as client:
         result = score(benchmark, samples, client, timeout_s=args.timeout, progress=not args.no_progress,
                        rules=args.evalplus_rules)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
