@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 from executor import __version__
 
@@ -36,3 +37,26 @@ def make_parser(prog: str, description: str | None, default_level: str) -> tuple
 
 def configure_logging(args) -> None:
     logging.basicConfig(level=str(args.log_level).upper(), format=FORMAT)
+
+
+def run_command(args, on_executor_error: str = "run the same command again to resume") -> int:
+    """Run the chosen subcommand; a user's mistake or an unreachable executor is one line on
+    stderr and a non-zero exit, never a traceback."""
+    from executor.client import ExecutorError
+
+    configure_logging(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:   # e.g. a model that is neither a local folder nor on a reachable hub
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {first}", file=sys.stderr)
+        return 2
+    except ExecutorError as exc:
+        print(f"error: {exc}; {on_executor_error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130

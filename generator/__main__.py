@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from executor.cli import configure_logging, make_parser
-from executor.client import ExecutorError
+from executor.cli import make_parser, run_command
 from generator.pipeline import STAGES, Pipeline, PipelineConfig, run_seeds, run_stage
 from generator.stage import file_fingerprint, read_jsonl
 
@@ -172,23 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=cmd_stage)
 
     args = parser.parse_args(argv)
-    configure_logging(args)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:   # e.g. a model that is neither a local folder nor on a reachable hub
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr)
-        return 2
-    except ExecutorError as exc:
-        print(f"error: {exc}; run the same command again to resume", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-
+    return run_command(args)
 
 if __name__ == "__main__":
     sys.exit(main())

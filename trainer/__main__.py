@@ -6,8 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from executor.cli import configure_logging, make_parser
-from executor.client import ExecutorError
+from executor.cli import make_parser, run_command
 
 
 def cmd_prepare(args) -> int:
@@ -161,20 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_make_tiny_model)
 
     args = parser.parse_args(argv)
-    configure_logging(args)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:   # e.g. a model that is neither a local folder nor on a reachable hub
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {first}", file=sys.stderr)
-        return 2
-    except ExecutorError as exc:
-        print(f"error: {exc}; nothing was scored", file=sys.stderr)
-        return 1
-
+    return run_command(args, "nothing was scored")
 
 if __name__ == "__main__":
     sys.exit(main())
