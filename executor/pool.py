@@ -106,6 +106,7 @@ class Pool:
         self._stopping = threading.Event()
         self._engine_ok = threading.Event()
         self._engine_error = "not checked yet"
+        self._closing = threading.Event()
         self._engine_checked = False
         self._generation = 0  # bumped when the engine is lost: older sandboxes are dead
         self._client: docker.DockerClient | None = None
@@ -146,7 +147,10 @@ class Pool:
         return self._stopping.is_set()
 
     def close(self, drain: bool = True, timeout_s: float = 60.0) -> None:
-        """Stop the slots (after the queued jobs if `drain`) and remove every container."""
+        """Stop the slots (after the queued jobs if `drain`) and remove every container. Prompt
+        in any state: slots that have no sandbox (the image never built, the engine is gone) stop
+        at once instead of waiting out the timeout."""
+        self._closing.set()
         if not drain:
             self._fail_queued(RuntimeError("the executor is shutting down"))
         for _ in range(self.size):
@@ -198,6 +202,8 @@ class Pool:
                 self._retire(sandbox)  # it did not survive the engine's restart
                 sandbox = None
             if sandbox is None:
+                if self._closing.is_set():
+                    break   # closing, and no sandbox to drain the queue with: do not wait for one
                 generation = self._generation
                 sandbox = self._start_sandbox()
                 if sandbox is None:

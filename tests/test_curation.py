@@ -289,8 +289,8 @@ SEEDS = textwrap.dedent('''\
 
 
 def test_seed_rules_original_and_precise():
-    original = {r["name"] if r else reason for r, reason in SeedFilter(rules="original").functions(SEEDS, "s.py")}
-    precise = {r["name"] if r else reason for r, reason in SeedFilter(rules="precise").functions(SEEDS, "s.py")}
+    original = {reason or r["name"] for r, reason in SeedFilter(rules="original").functions(SEEDS, "s.py")}
+    precise = {reason or r["name"] for r, reason in SeedFilter(rules="precise").functions(SEEDS, "s.py")}
     # The file does not parse as a whole, yet its other functions are kept.
     assert original == {"todo_fixme_bug", "fine"}           # "debug" contains "bug"
     assert precise == {"todo_fixme_bug", "debug_name", "fine"}

@@ -136,3 +136,21 @@ def test_info_says_whether_and_why_not_serving(server, target):
     assert info["serving"] is True and info["notServingReason"] == "" and info["pool"]["size"] >= 1
     proc = _run("executor", "info", "--target", f"127.0.0.1:{free_port()}")
     assert proc.returncode == 1 and "UNAVAILABLE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_that_never_became_ready_closes_at_once(docker_client):
+    """The image could not be built (offline, no registry): closing must not wait out its
+    drain timeout (600 s here; the test's own limit is 60 s)."""
+    from executor.pool import Pool
+    from executor.sandbox import SandboxConfig
+
+    def no_image(client):
+        raise RuntimeError("sandbox image build failed: no registry")
+
+    pool = Pool(lambda: docker_client, SandboxConfig(image=""), 2, instance="pytest-never-ready",
+                image_provider=no_image)
+    pool.start()
+    assert not pool.engine_reachable and "no registry" in pool.state().engine_error
+    time.sleep(1.5)   # the slots are retrying by now
+    pool.close(drain=True, timeout_s=600)

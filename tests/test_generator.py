@@ -96,25 +96,25 @@ def read(path) -> list[dict]:
 
 def test_seed_extraction_on_the_standard_library():
     bisect = list(SeedFilter().functions((STDLIB / "bisect.py").read_text(), "bisect.py"))
-    assert [r["name"] if r else reason for r, reason in bisect] == [
+    assert [reason or r["name"] for r, reason in bisect] == [
         "no_return_value", "bisect_right", "no_return_value", "bisect_left"]  # insort_* return None
     fn = list(SeedFilter().functions((STDLIB / "fnmatch.py").read_text(), "fnmatch.py"))
     # fnmatch, filter and fnmatchcase call module helpers; _compile_pattern has no docstring.
-    assert [r["name"] if r else reason for r, reason in fn] == [
+    assert [reason or r["name"] for r, reason in fn] == [
         "not_standalone", "no_docstring", "not_standalone", "not_standalone", "translate"]
-    translate = next(r for r, _ in fn if r)
+    translate = next(r for r, reason in fn if reason is None)
     assert translate["seed"].startswith("import re\n\ndef translate(pat):")
     namespace: dict = {}
     exec(translate["seed"], namespace)  # the seed stands alone: its imports came along
     assert namespace["translate"]("*.py").endswith("\\.py)\\Z")
     tw = list(SeedFilter().functions((STDLIB / "textwrap.py").read_text(), "textwrap.py"))
-    assert [r["name"] if r else reason for r, reason in tw] == [
+    assert [reason or r["name"] for r, reason in tw] == [
         "not_standalone", "not_standalone", "not_standalone", "not_standalone", "indent"]
 
 
 def test_seed_filter_reasons(tmp_path):
     rows = list(SeedFilter().functions(SEED_SOURCE, "demo.py"))
-    got = [r["name"] if r else reason for r, reason in rows]
+    got = [reason or r["name"] for r, reason in rows]
     assert got == ["area", "double", "twice", "triple", "halve", "copycat", "no_docstring",
                    "banned_import", "not_standalone", "no_return_value", "no_arguments", "todo_fixme_bug"]
     copycat = rows[5][0]["seed"]

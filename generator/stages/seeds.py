@@ -48,14 +48,15 @@ class SeedFilter:
         if self.rules not in ("original", "precise"):
             raise ValueError(f"[seeds] rules must be 'original' or 'precise', not {self.rules!r}")
 
-    def functions(self, source: str, origin: str) -> Iterator[tuple[dict | None, str | None]]:
-        """Yield (seed row, None) for each kept function and (None, reason) for each dropped one."""
+    def functions(self, source: str, origin: str) -> Iterator[tuple[dict, str | None]]:
+        """Yield (seed row, None) for each kept function and ({"name", "line"}, reason) for each
+        dropped one, so a reject says which function of which file it was."""
         try:
             modules = [(ast.parse(source), source)]
         except (SyntaxError, ValueError):
             modules = _parsable_pieces(source)
             if not modules:
-                yield None, "syntax_error"
+                yield {"name": None, "line": None}, "syntax_error"
                 return
         imports: dict[str, str] = {}
         for module, _ in modules:
@@ -67,7 +68,8 @@ class SeedFilter:
                     continue
                 start = min([d.lineno for d in node.decorator_list] + [node.lineno])
                 text = "\n".join(lines[start - 1:node.end_lineno])
-                yield self.check(node, text, imports, origin)
+                seed, reason = self.check(node, text, imports, origin)
+                yield (seed, None) if reason is None else ({"name": node.name, "line": node.lineno}, reason)
 
     def check(self, node: ast.FunctionDef, text: str, imports: dict[str, str],
               origin: str) -> tuple[dict | None, str | None]:
@@ -246,7 +248,7 @@ def _init_worker(seed_filter: SeedFilter) -> None:
     _worker_filter = seed_filter
 
 
-def _extract(row: dict, seed_filter: SeedFilter | None = None) -> list[tuple[dict | None, str | None]]:
+def _extract(row: dict, seed_filter: SeedFilter | None = None) -> list[tuple[dict, str | None]]:
     return list((seed_filter or _worker_filter).functions(row["code"], row["origin"]))
 
 
@@ -276,10 +278,10 @@ class ExtractSeeds(Stage):
         result = BatchResult()
         for row, functions in zip(rows, found, strict=True):
             for seed, reason in functions:
-                if seed is not None:
+                if reason is None:
                     result.kept.append(seed)
                 else:
-                    result.rejected.append({"origin": row["origin"], "reason": reason})
+                    result.rejected.append({"origin": row["origin"], **seed, "reason": reason})
         return result
 
     def run(self, *args, **kwargs):
