@@ -197,11 +197,13 @@ def _build(cls, data: dict, section: str, only: tuple[str, ...] | None = None, b
 
 
 @contextlib.contextmanager
-def executor_client(cfg: ExecuteConfig) -> Iterator:
-    """A client for the configured executors, or for an embedded one started here."""
+def executor_client(cfg: ExecuteConfig, cache_path: str | None = None) -> Iterator:
+    """A client for the configured executors, or for an embedded one started here. With a
+    `cache_path`, every result is kept as it arrives, so a batch cut short (Ctrl-C, a crash)
+    does not run its finished programs again."""
     from executor.embedded import connect
 
-    with connect(cfg.executor, cfg.pool_size) as client:
+    with connect(cfg.executor, cfg.pool_size, cache_path=cache_path) as client:
         yield client
 
 
@@ -211,7 +213,8 @@ def run_stage(stage: Stage, rows: list[dict], input_fingerprint: str, execute: E
     from generator.stages.execute import Execute
 
     if isinstance(stage, Execute) and not stage.is_done(input_fingerprint):
-        with executor_client(execute) as client:
+        cache = stage.output.with_name(stage.output.stem + ".results.sqlite")
+        with executor_client(execute, str(cache)) as client:
             stage.client = client
             return stage.run(rows, input_fingerprint, total=len(rows))
     return stage.run(rows, input_fingerprint, total=len(rows))

@@ -154,3 +154,41 @@ def test_a_pool_that_never_became_ready_closes_at_once(docker_client):
     assert not pool.engine_reachable and "no registry" in pool.state().engine_error
     time.sleep(1.5)   # the slots are retrying by now
     pool.close(drain=True, timeout_s=600)
+
+
+def test_execute_stage_interrupted_keeps_what_finished(tmp_path, client, target):
+    import signal
+    import sqlite3
+
+    code = "import time\ntime.sleep(0.4)\nassert {i} == {i}\n"
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"r{i}", "instruction": "x",
+                                       "samples": [f"```python\n{code.format(i=i)}```"]}) + "\n" for i in range(10)))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "generator", "execute", "--input", inp, "--output", out, "--executor", target,
+           "--concurrency", "2", "--no-progress"]
+    proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cache = tmp_path / "out.results.sqlite"
+
+    def cached() -> int:
+        try:
+            with sqlite3.connect(cache) as db:
+                return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 60
+    while cached() < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again" in err, err
+    kept = cached()
+    assert 3 <= kept < 10
+    while (info := client.info().pool).busy or info.queued:   # programs the client left behind finish
+        time.sleep(0.1)
+    before = client.info().pool.completed
+    proc = subprocess.run(list(map(str, cmd)), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert client.info().pool.completed - before == 10 - kept     # the finished ones did not run again
+    assert len(out.read_text().splitlines()) == 10

@@ -298,6 +298,17 @@ def test_eval_generates_with_a_tiny_model(tiny, tmp_path, target):
     assert proc.returncode == 0, proc.stderr
     assert res["problems"] == 2 and res["pass@1"] == 0.0  # a random model solves nothing, and says so
     assert len((tmp_path / "gen.jsonl").read_text().splitlines()) == 2
+    # Samples are saved by default, and a second run with more problems generates only the new one.
+    proc, _ = run_eval("--model", tiny, "--backend", "transformers", "--max-new-tokens", 16, "--limit", 2,
+                       "--output", tmp_path / "h.json", "--executor", target)
+    saved = tmp_path / "h.samples.jsonl"
+    assert proc.returncode == 0 and len(saved.read_text().splitlines()) == 2
+    proc, res = run_eval("--model", tiny, "--backend", "transformers", "--max-new-tokens", 16, "--limit", 3,
+                         "--output", tmp_path / "h.json", "--executor", target)
+    assert proc.returncode == 0 and "resuming: 2 of 3 problems" in proc.stderr, proc.stderr
+    assert len(saved.read_text().splitlines()) == 3 and res["problems"] == 3
+    proc, _ = run_eval("--model", tiny, "--backend", "openai", "--limit", 1, "--output", tmp_path / "o.json")
+    assert proc.returncode == 2 and "needs --base-url" in proc.stderr
 
 
 def test_eval_needs_exactly_one_source(tmp_path):

@@ -59,10 +59,23 @@ def cmd_eval(args) -> int:
         wanted = {p.task_id for p in problems}
         samples = {k: v for k, v in samples.items() if k in wanted} if args.limit else samples
     else:
-        samples = generate_samples(problems, args.model, args.backend, args.n_samples, args.temperature,
-                                   args.max_new_tokens, args.prompt_style)
-        if args.save_completions:
-            write_samples(args.save_completions, samples)
+        # Samples are saved as they are made (by default beside the output) and a run started
+        # again generates only what is missing.
+        path = Path(args.save_completions or str(Path(args.output).with_suffix("")) + ".samples.jsonl")
+        done = read_samples(str(path)) if path.exists() else {}
+        todo = [p for p in problems if len(done.get(p.task_id, [])) < args.n_samples]
+        if len(todo) < len(problems):
+            print(f"resuming: {len(problems) - len(todo)} of {len(problems)} problems already have samples in {path}",
+                  file=sys.stderr)
+        options = {"base_url": args.base_url} if args.base_url else {}
+        for start in range(0, len(todo), args.generation_chunk):
+            chunk = todo[start:start + args.generation_chunk]
+            made = generate_samples(chunk, args.model, args.backend, args.n_samples, args.temperature,
+                                    args.max_new_tokens, args.prompt_style, options=options)
+            write_samples(str(path), made, append=True)
+            done.update(made)
+            print(f"generated {min(start + len(chunk), len(todo))}/{len(todo)} problems", file=sys.stderr)
+        samples = {p.task_id: done[p.task_id][: args.n_samples] for p in problems}
     targets = [t for item in args.executor for t in item.split(",") if t]
     with connect(targets) as client:
         result = score(benchmark, samples, client, timeout_s=args.timeout, progress=not args.no_progress,
@@ -141,10 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-samples", type=int, default=1)
     p.add_argument("--temperature", type=float, default=None, help="default: 0 for one sample, else 0.2")
     p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--backend", choices=("auto", "vllm", "transformers"), default="auto")
+    p.add_argument("--backend", choices=("auto", "vllm", "transformers", "openai"), default="auto",
+                   help="auto: vLLM on a GPU, else transformers; openai: an OpenAI-compatible server (--base-url)")
+    p.add_argument("--base-url", default=None, help="the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--generation-chunk", type=int, default=64,
+                   help="problems generated between two saves of the samples file")
     p.add_argument("--prompt-style", choices=("original", "completion"), default="original",
                    help="original: StarCoder2-Instruct's evaluation prompt; completion: the bare prompt (base models)")
-    p.add_argument("--save-completions", default=None)
+    p.add_argument("--save-completions", default=None,
+                   help="where generated samples go (default: OUTPUT without its suffix + .samples.jsonl); "
+                        "a run started again generates only what is missing")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--limit", type=int, default=None, help="first N problems only")
     p.add_argument("--evalplus-rules", choices=("0.2", "0.3"), default="0.2",

@@ -321,6 +321,8 @@ def generate_samples(problems: list[Problem], model: str, backend: str = "auto",
     from generator.backends import BackendConfig, Sampling, make_backend
     from generator.stage import stable_seed
 
+    if backend == "openai" and not (options or {}).get("base_url"):
+        raise ValueError("the openai backend needs --base-url (an OpenAI-compatible server)")
     if backend == "auto":
         try:
             import torch
@@ -339,8 +341,8 @@ def generate_samples(problems: list[Problem], model: str, backend: str = "auto",
             for p, out in zip(problems, outputs, strict=True)}
 
 
-def write_samples(path: str, samples: dict[str, list[Sample]]) -> None:
-    with open(path, "w") as f:
+def write_samples(path: str, samples: dict[str, list[Sample]], append: bool = False) -> None:
+    with open(path, "a" if append else "w") as f:
         for task_id, rows in samples.items():
             for s in rows:
                 f.write(json.dumps({"task_id": task_id, "solution" if s.whole else "completion": s.text}) + "\n")

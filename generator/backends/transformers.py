@@ -19,9 +19,12 @@ class TransformersBackend:
         self.max_prompt_tokens = max_prompt_tokens or getattr(self.model.config, "max_position_embeddings", 4096)
 
     def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[list[Completion]]:
+        from tqdm import tqdm
+
         torch = self.torch
         results = []
-        for prompt, seed in zip(prompts, seeds, strict=True):
+        for prompt, seed in tqdm(list(zip(prompts, seeds, strict=True)), desc="generate", unit="prompt",
+                                 disable=len(prompts) < 2, leave=False):
             ids = self.tokenizer(prompt, return_tensors="pt").input_ids
             room = self.max_prompt_tokens - sampling.max_new_tokens
             ids = ids[:, -max(room, 1):].to(self.device)  # keep the end: the query is last

@@ -24,7 +24,7 @@ STDERR_TAIL = 2000
 
 class Execute(Stage):
     name = "execute"
-    batch_size = 512
+    batch_size = 256
     side_files = ("executions",)
 
     def __init__(self, output, client: Client | None, timeout_s: float | None = None, memory_mb: int | None = None,
@@ -55,7 +55,12 @@ class Execute(Stage):
                         result.notes["interactive_main_block_removed"] += 1
                 candidates[key] = (row, i, response)
                 programs.append(Program(program, id=key, limits=self.limits))
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(programs), desc="programs", unit="program", leave=False,
+                   disable=not self.progress or not programs, dynamic_ncols=True)
         for r in self.client.execute_many(programs, max_in_flight=self.concurrency, return_rejected=True):
+            bar.update(1)
             row, i, response = candidates[r.id]
             if isinstance(r, Rejected):
                 result.rejected.append({"id": row["id"], "sample": i, "reason": f"rejected_{r.code.lower()}",
@@ -74,5 +79,6 @@ class Execute(Stage):
                 result.kept.append(kept)
             else:
                 result.rejected.append({**record, "reason": r.status.value})
+        bar.close()
         result.kept.sort(key=lambda r: r["id"])  # completion order varies; the file must not
         return result
