@@ -45,6 +45,7 @@ def cmd_serve(args) -> int:
 
     cfg = _server_config(args, args.host, args.port)
     cfg.metrics_port = args.metrics_port
+    cfg.http_port = args.http_port
     cfg.max_streams = args.max_streams
     cfg.max_total_streams = args.max_total_streams
     cfg.stream_idle_timeout_s = args.stream_idle_timeout
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics on this HTTP port (default: off)")
+    p.add_argument("--http-port", type=int, default=None,
+                   help="also serve the HTTP/JSON API (POST /v1/execute, GET /v1/info) on this port")
     p.add_argument("--max-streams", type=int, default=64,
                    help="open streams per client (its token, or its address); more get RESOURCE_EXHAUSTED")
     p.add_argument("--max-total-streams", type=int, default=256,

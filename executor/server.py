@@ -61,6 +61,7 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    http_port: int | None = None          # the optional HTTP/JSON endpoint (None: off)
 
 
 class StreamAdmission:
@@ -246,6 +247,9 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 slots.release()
 
     def GetInfo(self, request, context):
+        return self.info()
+
+    def info(self) -> pb.ServerInfo:
         state = self.pool.state()
         return pb.ServerInfo(
             server_version=__version__, api_version=API_VERSION, languages=list(LANGUAGES),
@@ -302,6 +306,8 @@ class ExecutorServer:
         self.port = config.port
         self.metrics = Metrics()
         self.metrics_port: int | None = None
+        self.http = None
+        self.http_port: int | None = None
 
     def start(self) -> ExecutorServer:
         cfg = self.config
@@ -328,10 +334,10 @@ class ExecutorServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_ExecutorServicer_to_server(
-            ExecutorService(self.pool, cfg.limits, runtime, cfg.max_in_flight_per_stream,
-                            StreamAdmission(cfg.max_streams, cfg.max_total_streams), cfg.stream_idle_timeout_s),
-            server)
+        self.service = ExecutorService(self.pool, cfg.limits, runtime, cfg.max_in_flight_per_stream,
+                                       StreamAdmission(cfg.max_streams, cfg.max_total_streams),
+                                       cfg.stream_idle_timeout_s)
+        pb_grpc.add_ExecutorServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -363,6 +369,11 @@ class ExecutorServer:
         self.grpc_server = server
         if cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve(cfg.host, cfg.metrics_port, self.pool)
+        if cfg.http_port is not None:
+            from executor.http_api import HttpApi
+
+            self.http = HttpApi(self.service, cfg.token, cfg.host, cfg.http_port).start()
+            self.http_port = self.http.port
         log.info("executor %s listening on %s:%d (pool %d, %s, image %s)", __version__,
                  cfg.host, self.port, cfg.pool_size, cfg.isolation, self.image or "not built yet")
         return self
@@ -379,6 +390,8 @@ class ExecutorServer:
     def stop(self, grace_s: float = 30.0) -> None:
         """Stop taking calls, let in-flight ones finish, then remove every container."""
         self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.stop()
         if self.grpc_server is not None:
             self.grpc_server.stop(grace_s).wait()
         if self.pool is not None:
@@ -400,7 +413,8 @@ def serve(config: ServerConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print(f"executor listening on {config.host}:{server.port} "
-          f"(health: grpc.health.v1, metrics: {server.metrics_port or 'off'})", flush=True)
+          f"(health: grpc.health.v1, metrics: {server.metrics_port or 'off'}, "
+          f"HTTP/JSON: {server.http_port or 'off'})", flush=True)
     while not stop.wait(1.0):
         pass
     print("shutting down: draining in-flight jobs", flush=True)
