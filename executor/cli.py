@@ -5,9 +5,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import sys
+import typing
 
 from executor import __version__
 
@@ -60,3 +63,49 @@ def run_command(args, on_executor_error: str = "run the same command again to re
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls, helps: dict[str, str],
+                          aliases: dict[str, str] | None = None) -> None:
+    """One flag per field of `cls`, its default and type taken from the dataclass itself (never
+    repeated by hand). Flags not given are absent from the parsed namespace, so a config file
+    can fill them (`options_from`)."""
+    hints = typing.get_type_hints(cls)
+    aliases = aliases or {}
+    for f in dataclasses.fields(cls):
+        names = [f"--{f.name.replace('_', '-')}"] + ([aliases[f.name]] if f.name in aliases else [])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = helps.get(f.name, "") + (f" (default: {default})" if default is not None else " (required)")
+        hint = hints[f.name]
+        if hint is bool:
+            parser.add_argument(*names, dest=f.name, action="store_true", default=argparse.SUPPRESS,
+                                help=helps.get(f.name, ""))
+            continue
+        kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+        parser.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS, help=text)
+
+
+def options_from(cls, args, config_file: str | None = None):
+    """An instance of `cls` from a YAML or JSON file, overridden by the flags given."""
+    values: dict = {}
+    if config_file:
+        text = open(config_file, encoding="utf-8").read()
+        if config_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError(f"{config_file}: expected a mapping of option names to values")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"{config_file}: unknown options {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(sorted(names))})")
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"missing required options: {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    return cls(**values)

@@ -308,6 +308,9 @@ class ExecutorServer:
         self.metrics_port: int | None = None
         self.http = None
         self.http_port: int | None = None
+        self._summary: dict[str, int] = {}
+        self._summary_lock = threading.Lock()
+        self._stopped = threading.Event()
 
     def start(self) -> ExecutorServer:
         cfg = self.config
@@ -319,7 +322,7 @@ class ExecutorServer:
         self.pool = Pool(
             self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
             instance=cfg.instance or f"server-{cfg.port}",
-            on_result=self.metrics.record_result, on_engine_change=self._set_health,
+            on_result=self._record, on_engine_change=self._set_health,
             image_provider=lambda client: ensure_sandbox_image(client, cfg.sandbox_base),
         )
         interceptors = [_TokenAuth(cfg.token)] if cfg.token else []
@@ -367,6 +370,7 @@ class ExecutorServer:
             log.error("%s; serving NOT_SERVING until it is back", self.pool.state().engine_error)
         server.start()
         self.grpc_server = server
+        threading.Thread(target=self._log_summaries, name="summary", daemon=True).start()
         if cfg.metrics_port is not None:
             self.metrics_port = self.metrics.serve(cfg.host, cfg.metrics_port, self.pool)
         if cfg.http_port is not None:
@@ -377,6 +381,23 @@ class ExecutorServer:
         log.info("executor %s listening on %s:%d (pool %d, %s, image %s)", __version__,
                  cfg.host, self.port, cfg.pool_size, cfg.isolation, self.image or "not built yet")
         return self
+
+    def _record(self, result: ExecutionResult, latency_s: float) -> None:
+        """Per job: metrics, a debug line, and the counts the periodic summary reports."""
+        self.metrics.record_result(result, latency_s)
+        log.debug("job %r: %s in %.3f s (%s)", result.id, result.status.value, latency_s, result.reason)
+        with self._summary_lock:
+            self._summary[result.status.value] = self._summary.get(result.status.value, 0) + 1
+
+    def _log_summaries(self, every_s: float = 60.0) -> None:
+        while not self._stopped.wait(every_s):
+            with self._summary_lock:
+                counts, self._summary = self._summary, {}
+            state = self.pool.state()
+            if counts or state.busy or state.queued:
+                log.info("last %g s: %s; busy %d, queued %d, ready %d of %d", every_s,
+                         ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no job finished",
+                         state.busy, state.queued, state.ready, state.size)
 
     @property
     def image(self) -> str:
@@ -390,6 +411,7 @@ class ExecutorServer:
     def stop(self, grace_s: float = 30.0) -> None:
         """Stop taking calls, let in-flight ones finish, then remove every container."""
         self.health.enter_graceful_shutdown()
+        self._stopped.set()
         if self.http is not None:
             self.http.stop()
         if self.grpc_server is not None:

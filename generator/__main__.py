@@ -70,6 +70,9 @@ def cmd_stage(args) -> int:
     if args.command == "export" and args.dataset_dir:
         stage.dataset_dir = args.dataset_dir
     rows = list(read_jsonl(args.input))
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
+            raise ValueError(f"{args.input}: row {i} needs a non-empty string 'id' (every step keys its rows by it)")
     fp = file_fingerprint(args.input)
     if args.shard:
         from generator.stage import WHOLE_INPUT

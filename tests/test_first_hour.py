@@ -192,3 +192,11 @@ def test_execute_stage_interrupted_keeps_what_finished(tmp_path, client, target)
     assert proc.returncode == 0, proc.stderr
     assert client.info().pool.completed - before == 10 - kept     # the finished ones did not run again
     assert len(out.read_text().splitlines()) == 10
+
+
+def test_a_step_on_rows_without_ids_says_so(tmp_path):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"instruction": "x", "response": "y"}) + "\n")
+    proc = _run("generator", "select", "--input", inp, "--output", tmp_path / "o.jsonl")
+    assert proc.returncode == 2 and "row 1 needs a non-empty string 'id'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -140,3 +140,27 @@ def test_saved_model_generates_with_cache_and_prepared_data_honours_max_length(t
     ds = load_training_data(_cfg(tiny, tmp_path / "prep", tmp_path / "o2", max_length=16),
                             AutoTokenizer.from_pretrained(tiny))
     assert [len(x) for x in ds["input_ids"]] == [16] and [len(x) for x in ds["labels"]] == [16]
+
+
+def test_sft_cli_takes_a_config_file_and_flags_override_it(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    data = _data(tmp_path / "d.jsonl")
+    config = tmp_path / "sft.yaml"
+    config.write_text(f"data: {data}\nmodel: {tiny}\noutput: {tmp_path / 'out'}\nepochs: 1\n"
+                      "effective_batch_size: 4\nlearning_rate: 0.001\n")
+    proc = subprocess.run([sys.executable, "-m", "trainer", "sft", "--config", str(config), "--lr", "0.002",
+                           "--log-level", "WARNING"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "out" / "sft_summary.json").read_text())
+    assert summary["config"]["learning_rate"] == 0.002 and summary["config"]["epochs"] == 1
+    config.write_text("data: x\nlearning_rte: 1\n")
+    proc = subprocess.run([sys.executable, "-m", "trainer", "sft", "--config", str(config)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown options learning_rte" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "trainer", "sft", "--data", "x"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "missing required options: --model, --output" in proc.stderr

@@ -24,20 +24,30 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_sft(args) -> int:
+    from executor.cli import options_from
     from trainer.sft import SFTConfig, train
 
-    cfg = SFTConfig(data=args.data, model=args.model, output=args.output, epochs=args.epochs,
-                    learning_rate=args.lr, effective_batch_size=args.batch_size,
-                    per_device_batch_size=args.per_device_batch_size, warmup_ratio=args.warmup_ratio,
-                    loss_weighting=args.loss_weighting, save_total_limit=args.save_total_limit or None,
-                    report_to=args.report_to, lora_alpha=args.lora_alpha,
-                    max_length=args.max_length, max_steps=args.max_steps, seed=args.seed,
-                    save_steps=args.save_steps, logging_steps=args.logging_steps, bf16=args.bf16,
-                    gradient_checkpointing=args.gradient_checkpointing, lora_r=args.lora_r,
-                    packing=args.packing, resume=args.resume, stop_after_step=args.stop_after_step)
-    summary = train(cfg)
+    summary = train(options_from(SFTConfig, args, args.config))
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
     return 0
+
+
+SFT_HELP = {
+    "data": "a `prepare` output directory, or instruction/response rows",
+    "model": "the base model (a folder or a hub name)",
+    "output": "where the model, tokenizer and checkpoints go",
+    "effective_batch_size": "examples per optimizer step, however many devices",
+    "per_device_batch_size": "micro-batch (the recipe's: 1)",
+    "loss_weighting": "example: every example weighs the same (the original's); token: every response token",
+    "save_total_limit": "checkpoints kept",
+    "report_to": "none, tensorboard, wandb or all (when installed)",
+    "bf16": "auto, true or false",
+    "gradient_checkpointing": "trade compute for memory",
+    "lora_r": "LoRA rank (0: full fine-tuning)",
+    "packing": "auto, true or false: padding-free batches (needs FlashAttention 2)",
+    "resume": "continue from the last checkpoint in --output",
+    "stop_after_step": "checkpoint at this step and exit; continue later with --resume",
+}
 
 
 def cmd_eval(args) -> int:
@@ -111,32 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("sft", help="supervised fine-tuning (the model card's recipe by default)")
-    p.add_argument("--data", required=True, help="a `prepare` output directory, or instruction/response rows")
-    p.add_argument("--model", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--epochs", type=float, default=4.0)
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--batch-size", type=int, default=64, help="effective batch size")
-    p.add_argument("--per-device-batch-size", type=int, default=1, help="micro-batch (the recipe's: 1)")
-    p.add_argument("--warmup-ratio", type=float, default=0.05)
-    p.add_argument("--loss-weighting", choices=("example", "token"), default="example",
-                   help="example: every example weighs the same (the original's); token: every response token")
-    p.add_argument("--save-total-limit", type=int, default=3, help="checkpoints kept (0: all)")
-    p.add_argument("--report-to", default="none", help="none, tensorboard, wandb or all (when installed)")
-    p.add_argument("--max-length", type=int, default=1280)
-    p.add_argument("--max-steps", type=int, default=-1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-steps", type=int, default=500)
-    p.add_argument("--logging-steps", type=int, default=1)
-    p.add_argument("--bf16", choices=("auto", "true", "false"), default="auto")
-    p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
-    p.add_argument("--lora-alpha", type=int, default=16)
-    p.add_argument("--packing", choices=("auto", "true", "false"), default="auto",
-                   help="padding-free batches (needs FlashAttention 2)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
-    p.add_argument("--stop-after-step", type=int, default=None,
-                   help="checkpoint at this step and exit; continue later with --resume")
+    from executor.cli import add_dataclass_options
+    from trainer.sft import SFTConfig
+
+    p.add_argument("--config", default=None, help="a YAML or JSON file of these options; flags given override it")
+    add_dataclass_options(p, SFTConfig, SFT_HELP, aliases={"learning_rate": "--lr", "effective_batch_size":
+                                                           "--batch-size"})
     p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("eval", help="HumanEval-style pass@k through the executor")
