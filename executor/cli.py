@@ -15,10 +15,51 @@ import typing
 from executor import __version__
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Help for the flags the commands share, so none is left without a line in --help.
+COMMON_HELP = {
+    "--input": "the input file (JSONL)",
+    "input": "the input file (JSONL)",
+    "--output": "where the result goes (written as it is made; run again to resume)",
+    "--no-progress": "no progress bars (for logs)",
+    "--seed": "the run seed (default: the config's)",
+    "--num-proc": "processes for CPU-bound steps (default: the config's)",
+    "--timeout": "seconds",
+    "--target": "the executor's HOST:PORT",
+    "--token": "bearer token (default: $SELFALIGN_EXECUTOR_TOKEN)",
+    "--concurrency": "programs in flight at once",
+    "--executor": "an executor HOST:PORT, repeatable (default: an embedded one)",
+    "--benchmark-file": "a benchmark file in its published format, repeatable (MBPP, HumanEval+, ...)",
+    "--model": "a model folder or hub name",
+    "--tokenizer": "a tokenizer folder or hub name (default: the model's)",
+    "--max-length": "tokens per example, prompt included",
+    "--port": "the gRPC port",
+    "--pool-size": "sandboxes kept warm",
+    "--max-timeout": "the largest wall-time limit a request may ask for (s)",
+    "--max-memory": "the largest memory limit a request may ask for (MiB)",
+    "config": "the pipeline's TOML config",
+    "dir": "the folder to write it to",
+    "--dedup-threshold": "MinHash Jaccard threshold for seeds",
+    "--threshold": "MinHash Jaccard threshold",
+    "--dataset-dir": "the dataset folder (default: beside the output)",
+    "--dedup": "also exact and near-duplicate removal",
+    "--no-decontaminate": "skip decontamination",
+    "--benchmark": "which benchmark",
+    "--n-samples": "samples per problem (pass@k for every k up to it)",
+    "--max-new-tokens": "tokens generated per sample",
+    "--vocab-size": "tokenizer vocabulary size",
+    "--hidden-size": "model width",
+    "--layers": "transformer layers",
+}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults in the help, and descriptions (module docstrings) kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text   # said already, or nothing worth saying
+        return super()._get_help_string(action)
 
 
 def make_parser(prog: str, description: str | None, default_level: str) -> tuple[argparse.ArgumentParser, object]:
@@ -32,6 +73,14 @@ def make_parser(prog: str, description: str | None, default_level: str) -> tuple
     def add_parser(name, **kwargs):
         p = original(name, formatter_class=HelpFormatter, **kwargs)
         p.add_argument("--log-level", default=argparse.SUPPRESS, help="as before the subcommand")
+        add_argument = p.add_argument
+
+        def add_argument_with_help(*flags, **options):
+            if "help" not in options:
+                options["help"] = COMMON_HELP.get(flags[0], "")
+            return add_argument(*flags, **options)
+
+        p.add_argument = add_argument_with_help
         return p
 
     sub.add_parser = add_parser

@@ -463,6 +463,14 @@ class _Batch:
                          exc.code().name, delay)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, client.config.backoff_max_s)
+            finally:
+                # Cancelled (Ctrl-C, an early break) or done: no helper task is left pending, so
+                # nothing is destroyed mid-flight or reported as never retrieved.
+                for helper in (sender, accepted):
+                    if not helper.done():
+                        helper.cancel()
+                await asyncio.gather(sender, accepted, return_exceptions=True)
+                call.cancel()
 
     async def _send(self, call, sent: dict[str, Program], pause: _Pause) -> None:
         loop = asyncio.get_running_loop()

@@ -200,3 +200,46 @@ def test_a_step_on_rows_without_ids_says_so(tmp_path):
     proc = _run("generator", "select", "--input", inp, "--output", tmp_path / "o.jsonl")
     assert proc.returncode == 2 and "row 1 needs a non-empty string 'id'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_transformers_backend_batches_and_is_deterministic(tmp_path_factory):
+    from generator.backends import Sampling
+    from generator.backends.transformers import TransformersBackend
+    from trainer.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path_factory.mktemp("tiny") / "m")
+    prompts = ["def add(a, b):", "x = 1\n" * 5, "print(", "import os"]
+    sampling = Sampling(n=2, temperature=0.7, max_new_tokens=8)
+    batched = TransformersBackend(str(model), batch_size=4).generate(prompts, sampling, [1, 2, 3, 4])
+    again = TransformersBackend(str(model), batch_size=4).generate(prompts, sampling, [1, 2, 3, 4])
+    assert [len(s) for s in batched] == [2, 2, 2, 2]
+    assert [[c.text for c in s] for s in batched] == [[c.text for c in s] for s in again]
+    greedy = Sampling(n=1, temperature=0.0, max_new_tokens=8)
+    one_by_one = TransformersBackend(str(model), batch_size=1).generate(prompts, greedy, [0] * 4)
+    together = TransformersBackend(str(model), batch_size=4).generate(prompts, greedy, [0] * 4)
+    # Left padding with its attention mask: a prompt's greedy answer does not depend on its batch.
+    assert [s[0].text for s in together] == [s[0].text for s in one_by_one]
+
+
+def test_run_batch_interrupted_is_quiet_and_resumes_to_one_row_per_id(tmp_path, target):
+    import signal
+
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"p{i}", "code": "import time; time.sleep(0.3); print(1)"}) + "\n"
+                           for i in range(40)))
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "executor", "run-batch", str(inp), "--output", str(out), "--target", target,
+           "--concurrency", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(out.read_text().splitlines()) < 4) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again to resume" in err
+    for noise in ("Task was destroyed", "never retrieved", "Traceback"):
+        assert noise not in err, err
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(f"p{i}" for i in range(40))

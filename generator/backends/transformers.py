@@ -1,4 +1,9 @@
-"""Plain Hugging Face generation: slow, but runs anywhere, including CPU tests on a tiny model."""
+"""Plain Hugging Face generation: slow, but runs anywhere, including CPU tests on a tiny model.
+
+Prompts go through the model in batches (`batch_size`, left-padded), each batch seeded from its
+first prompt's seed: a stage's batches are fixed by its config, so a resumed run gives the same
+samples as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +12,53 @@ from generator.backends import Completion, Sampling, cut_at_stop
 
 class TransformersBackend:
     def __init__(self, model: str, device: str | None = None, dtype: str = "auto",
-                 max_prompt_tokens: int | None = None) -> None:
+                 max_prompt_tokens: int | None = None, batch_size: int = 8) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModelForCausalLM.from_pretrained(model, torch_dtype=dtype)
+        self.tokenizer.padding_side = "left"   # generation continues at the right end
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.max_prompt_tokens = max_prompt_tokens or getattr(self.model.config, "max_position_embeddings", 4096)
+        self.batch_size = max(1, batch_size)
 
     def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[list[Completion]]:
         from tqdm import tqdm
 
+        results: list[list[Completion]] = []
+        starts = range(0, len(prompts), self.batch_size)
+        for start in tqdm(starts, desc="generate", unit="batch", disable=len(starts) < 2, leave=False):
+            results += self._batch(prompts[start:start + self.batch_size], sampling, seeds[start])
+        return results
+
+    def _batch(self, prompts: list[str], sampling: Sampling, seed: int) -> list[list[Completion]]:
         torch = self.torch
+        room = max(self.max_prompt_tokens - sampling.max_new_tokens, 1)
+        self.tokenizer.truncation_side = "left"   # keep the end: the query is last
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=room)
+        ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            out = self.model.generate(
+                ids, attention_mask=mask, do_sample=sampling.temperature > 0,
+                temperature=sampling.temperature or None, top_p=sampling.top_p,
+                max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
+                pad_token_id=self.tokenizer.pad_token_id, stop_strings=list(sampling.stop) or None,
+                tokenizer=self.tokenizer)
+        eos = self.tokenizer.eos_token_id
         results = []
-        for prompt, seed in tqdm(list(zip(prompts, seeds, strict=True)), desc="generate", unit="prompt",
-                                 disable=len(prompts) < 2, leave=False):
-            ids = self.tokenizer(prompt, return_tensors="pt").input_ids
-            room = self.max_prompt_tokens - sampling.max_new_tokens
-            ids = ids[:, -max(room, 1):].to(self.device)  # keep the end: the query is last
-            torch.manual_seed(seed)
-            with torch.no_grad():
-                out = self.model.generate(
-                    ids, attention_mask=torch.ones_like(ids), do_sample=sampling.temperature > 0,
-                    temperature=sampling.temperature or None, top_p=sampling.top_p,
-                    max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
-                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                    stop_strings=list(sampling.stop) or None, tokenizer=self.tokenizer)
+        for i in range(len(prompts)):
             samples = []
-            for seq in out:
-                new = seq[ids.shape[1]:]
+            for seq in out[i * sampling.n:(i + 1) * sampling.n]:
+                new = seq[ids.shape[1]:].tolist()
                 text = self.tokenizer.decode(new, skip_special_tokens=True)
                 text, stopped = cut_at_stop(text, sampling.stop)
-                ended = self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id in new.tolist()
+                ended = eos is not None and eos in new
                 full = len(new) >= sampling.max_new_tokens and not stopped and not ended
                 samples.append(Completion(text, "length" if full else "stop"))
             results.append(samples)
