@@ -243,3 +243,12 @@ def test_run_batch_interrupted_is_quiet_and_resumes_to_one_row_per_id(tmp_path, 
     assert again.returncode == 0, again.stderr
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == sorted(f"p{i}" for i in range(40))
+
+
+@pytest.mark.parametrize("model", ["./no-such-model", "runs/no/such/model", "/tmp/none-here"])
+def test_a_model_path_that_does_not_exist_is_one_line(tmp_path, model):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"instruction": "i", "response": "r"}) + "\n")
+    proc = _run("trainer", "sft", "--data", data, "--model", model, "--output", tmp_path / "o")
+    assert proc.returncode == 2 and f"model {model!r}: no such folder" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

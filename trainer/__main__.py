@@ -12,8 +12,10 @@ from executor.cli import make_parser, run_command
 def cmd_prepare(args) -> int:
     from transformers import AutoTokenizer
 
+    from generator.backends import check_model_name
     from trainer.data import PrepareOptions, prepare
 
+    check_model_name(args.tokenizer or args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
     options = PrepareOptions(verify=args.verify, dedup=args.dedup, decontaminate=not args.no_decontaminate,
                              executor=[t for item in args.executor for t in item.split(",") if t],

@@ -214,6 +214,9 @@ def train(cfg: SFTConfig) -> dict:
         TrainingArguments,
     )
 
+    from generator.backends import check_model_name
+
+    check_model_name(cfg.model)
     out = Path(cfg.output)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     if tokenizer.pad_token is None:

@@ -45,7 +45,22 @@ class BackendConfig:
     options: dict = field(default_factory=dict)
 
 
+def check_model_name(name: str) -> None:
+    """A model named by a path that does not exist is one clear error, not a hub lookup that
+    fails (offline) after a long traceback. `org/name` may be a hub id, so it is left to load."""
+    from pathlib import Path
+
+    if not name:
+        raise ValueError("no model given")
+    if Path(name).expanduser().exists():
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ValueError(f"model {name!r}: no such folder (and not a hub id like org/name)")
+
+
 def make_backend(config: BackendConfig) -> Backend:
+    if config.kind in ("vllm", "transformers"):
+        check_model_name(config.model)
     if config.kind == "vllm":
         from generator.backends.vllm import VLLMBackend
 
