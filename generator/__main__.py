@@ -30,7 +30,7 @@ def cmd_run(args) -> int:
     for s in stats:
         d = s.to_dict()
         print(f"{d['stage']:<16} in {d['rows_in']:>8}  kept {d['kept']:>8}  dropped {d['dropped_total']:>8}"
-              f"  {d['seconds']:>8.1f} s", file=sys.stderr)
+              f"  {d['seconds']:>8.1f} s  ({d['unit']})", file=sys.stderr)
     print(f"run directory: {cfg.dir} (stats.json, funnel.png, dataset/)", file=sys.stderr)
     return 0
 

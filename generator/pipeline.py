@@ -426,12 +426,11 @@ def funnel_chart(all_stats: list[StageStats], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.5))
     ax.barh(names, kept, color="#4c72b0", label="kept")
     ax.barh(names, dropped, left=kept, color="#c0c0c0", label="dropped")
-    # execute and check_format count *samples* (several per instruction); the others count rows.
-    unit = {"execute": " samples", "check_format": " samples"}
     for y, s in enumerate(all_stats[::-1]):
         reasons = ", ".join(f"{k} {v}" for k, v in s.dropped.most_common(3))
         more = " ..." if len(s.dropped) > 3 else ""
-        label = f"{s.rows_out:,}{unit.get(s.stage, '')}" + (f"  (dropped: {reasons}{more})" if reasons else "")
+        unit = f" {s.unit}" if s.unit != "rows" else ""
+        label = f"{s.rows_out:,}{unit}" + (f"  (dropped: {reasons}{more})" if reasons else "")
         ax.text(s.rows_out + sum(s.dropped.values()), y, "  " + label, va="center", fontsize=8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("rows")

@@ -37,6 +37,7 @@ class StageStats:
     dropped: collections.Counter = field(default_factory=collections.Counter)
     seconds: float = 0.0
     notes: collections.Counter = field(default_factory=collections.Counter)  # other counts worth showing
+    unit: str = "rows"   # what rows_in, kept and dropped count: one unit per stage
 
     @property
     def rows_per_s(self) -> float:
@@ -46,12 +47,12 @@ class StageStats:
         return {"stage": self.stage, "rows_in": self.rows_in, "kept": self.rows_out,
                 "dropped": dict(sorted(self.dropped.items())), "dropped_total": sum(self.dropped.values()),
                 "seconds": round(self.seconds, 3), "rows_per_s": self.rows_per_s,
-                "notes": dict(sorted(self.notes.items()))}
+                "notes": dict(sorted(self.notes.items())), "unit": self.unit}
 
     @classmethod
     def from_dict(cls, d: dict) -> StageStats:
         return cls(d["stage"], d["rows_in"], d["kept"], collections.Counter(d["dropped"]), d["seconds"],
-                   collections.Counter(d.get("notes", {})))
+                   collections.Counter(d.get("notes", {})), d.get("unit", "rows"))
 
 
 @dataclass
@@ -109,6 +110,12 @@ class Stage:
     def process_batch(self, rows: list[dict]) -> BatchResult:
         raise NotImplementedError
 
+    unit = "rows"
+
+    def count_in(self, rows: list[dict]) -> int:
+        """How many units of this stage's `unit` the rows hold (a row may hold several samples)."""
+        return len(rows)
+
     # -- files ----------------------------------------------------------------------------
 
     @property
@@ -152,7 +159,7 @@ class Stage:
                 log.warning("%s: its config, assets or input changed since the last run; running it again",
                             self.name)
             consumed = 0
-            stats = StageStats(self.name)
+            stats = StageStats(self.name, unit=self.unit)
             self.output.parent.mkdir(parents=True, exist_ok=True)
             for path in self._all_outputs():
                 path.unlink(missing_ok=True)
@@ -185,7 +192,7 @@ class Stage:
     def _commit(self, batch: list[dict], consumed: int, stats: StageStats, fp: str,
                 started: float, base_seconds: float) -> int:
         result = self.process_batch(batch)
-        stats.rows_in += len(batch)
+        stats.rows_in += self.count_in(batch)
         self._append(result, stats)
         stats.seconds = base_seconds + time.monotonic() - started
         consumed += len(batch)

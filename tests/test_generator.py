@@ -455,7 +455,7 @@ def test_faithful_profile_golden_counts(tmp_path, target):
         "concepts": (6, 4, {"cut_off_at_length_limit": 1, "empty_concepts": 1}, {}),
         "instructions": (4, 4, {}, {}),
         "responses": (4, 4, {}, {"distinct_samples": 8, "samples": 10}),
-        "execute": (4, 7, {"FAILED": 1, "no_tests": 2}, {"original_would_reject:exec_in_function_scope": 4}),
+        "execute": (10, 7, {"FAILED": 1, "no_tests": 2}, {"original_would_reject:exec_in_function_scope": 4}),
         "check_format": (7, 6, {"tags_out_of_order": 1}, {}),
         "select": (6, 3, {"function_names_already_chosen": 1, "instruction_already_chosen": 2}, {}),
         "rewrite": (3, 3, {}, {"instruction_given_assertions": 1}),

@@ -36,6 +36,11 @@ class Execute(Stage):
         self.concurrency = concurrency
         self.drop_interactive = drop_interactive
 
+    unit = "samples"
+
+    def count_in(self, rows: list[dict]) -> int:
+        return sum(len(r["samples"]) if "samples" in r else 1 for r in rows)
+
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult(extra={"executions": []})
         programs: list[Program] = []

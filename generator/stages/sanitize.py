@@ -96,6 +96,7 @@ def strip_comment_lines(text: str) -> str:
 class CheckFormat(Stage):
     name = "check_format"
     batch_size = 1024
+    unit = "samples"
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()
