@@ -3,6 +3,7 @@
 # BASE_IMAGE is the locally debootstrapped base and build/wheels holds every dependency.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
+LABEL org.selfalign.role="server"
 COPY . /src
 RUN if ls /src/build/wheels/*.whl >/dev/null 2>&1; then \
       python3 -m pip install --no-cache-dir --break-system-packages --no-index \

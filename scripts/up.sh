@@ -30,6 +30,8 @@ SELFALIGN_POOL_SIZE=${SELFALIGN_POOL_SIZE:-2}
 ENV
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
 "${compose[@]}" build -q >&2   # the layer cache makes an unchanged rebuild a no-op
+# A rebuild after a change leaves the old server image untagged: remove it, and only it.
+docker image prune -f --filter "label=org.selfalign.role=server" >/dev/null
 port=${SELFALIGN_PORT:-50051}
 detached=0
 for arg in "$@"; do [ "$arg" = "-d" ] || [ "$arg" = "--detach" ] && detached=1; done
