@@ -286,7 +286,6 @@ def run_job(job: dict) -> dict:
         "wall_time_s": round(wall, 6),
         "cpu_time_s": round(rusage.ru_utime + rusage.ru_stime, 6) if rusage else 0.0,
         "peak_memory_mb": round(rusage.ru_maxrss / 1024, 3) if rusage else 0.0,
-        "oom_killed": oom_killed,
         "clean": clean,
     }
 

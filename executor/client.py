@@ -505,9 +505,12 @@ class _Batch:
 
 
 def _retryable(exc: grpc.aio.AioRpcError) -> bool:
-    """Transport trouble is retried; a refusal of the request itself is not."""
-    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in (exc.details() or ""):
-        return False  # the program is too large: resending cannot help
+    """Transport trouble is retried; a refusal of the request itself is not. A program too large
+    for the server is marked so in the trailing metadata (a full server also answers
+    RESOURCE_EXHAUSTED, and that one is worth retrying)."""
+    metadata = dict(exc.trailing_metadata() or ())
+    if metadata.get("selfalign-refusal") == "too-large":
+        return False
     return exc.code() in RETRYABLE
 
 

@@ -8,7 +8,7 @@ know the wire format.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from executor.v1 import executor_pb2 as pb
 
@@ -56,9 +56,6 @@ class Program:
             id=self.id, language=self.language, code=self.code, stdin=stdin,
             limits=self.limits.to_proto(),
         )
-
-    def with_id(self, id: str) -> Program:
-        return replace(self, id=id)
 
 
 @dataclass

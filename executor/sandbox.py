@@ -102,7 +102,6 @@ class Sandbox:
         self._frames = bytearray()
         self._lines = bytearray()
         self._scanned = 0   # bytes of _lines already searched for a newline
-        self.jobs_run = 0
 
     @property
     def short_id(self) -> str:
@@ -136,7 +135,6 @@ class Sandbox:
         except OSError as exc:
             raise SandboxError(f"could not send the job to the sandbox: {exc}") from exc
         reply = self._read_line(time.monotonic() + timeout_s)
-        self.jobs_run += 1
         return reply
 
     def set_memory(self, memory_mb: int) -> None:

@@ -37,6 +37,9 @@ API_VERSION = "v1"
 # Far above max_code_bytes + max_stdin_bytes, so an oversized program reaches the servicer
 # and gets a clear INVALID_ARGUMENT instead of a transport error.
 MAX_MESSAGE_BYTES = 64 << 20
+# Trailing metadata that marks a refusal resending cannot fix (RESOURCE_EXHAUSTED is also what a
+# full server answers, and that one is worth retrying).
+REFUSAL_KEY = "selfalign-refusal"
 _END = object()
 
 
@@ -121,6 +124,8 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         try:
             future = self._submit(request)
         except RequestTooLarge as exc:
+            # Said in metadata, not only in words: a client must not resend what cannot fit.
+            context.set_trailing_metadata(((REFUSAL_KEY, "too-large"),))
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except InvalidRequest as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

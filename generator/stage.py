@@ -138,10 +138,6 @@ class Stage:
         ckpt = self._load_checkpoint()
         return bool(ckpt and ckpt.get("done") and ckpt["fingerprint"] == self.fingerprint(input_fingerprint))
 
-    def stats(self) -> StageStats | None:
-        ckpt = self._load_checkpoint()
-        return StageStats.from_dict(ckpt["stats"]) if ckpt else None
-
     # -- running --------------------------------------------------------------------------
 
     def run(self, rows: Iterable[dict], input_fingerprint: str, total: int | None = None) -> StageStats:
