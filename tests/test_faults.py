@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+import docker
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -66,9 +67,17 @@ def test_sandbox_killed_twice_is_a_sandbox_error(docker_client, solo):
     first = _busy_container(docker_client, solo)
     time.sleep(0.5)
     first.kill()
-    second = _busy_container(docker_client, solo, exclude={first.id})
-    time.sleep(0.5)
-    second.kill()
+    # The retry's container: the one found may still be replaced under us (a start that failed),
+    # so look again until one is really killed.
+    deadline = time.monotonic() + 60
+    while True:
+        second = _busy_container(docker_client, solo, exclude={first.id})
+        time.sleep(0.5)
+        try:
+            second.kill()
+            break
+        except docker.errors.NotFound:
+            assert time.monotonic() < deadline, "no retry container to kill"
     box["thread"].join(60)
     r = box["result"]
     assert r.status is Status.SANDBOX_ERROR
