@@ -1,10 +1,14 @@
 """The job agent that runs as PID 1 inside every sandbox container.
 
 It reads jobs, one JSON object a line, from the container's attached stdin and answers each
-with one JSON line on stdout. Every job runs in a child forked from this already-initialized
+with one JSON line on stdout. Every job runs in a process forked from an already-initialized
 interpreter, so a job costs a fork (about a millisecond) instead of a Python start-up or a
-`docker exec` (0.1 to 0.4 s). The fork happens from a pristine parent, so nothing a job does
-to the interpreter (monkeypatching, imports, globals) reaches the next job.
+`docker exec` (0.1 to 0.4 s). The forks come from a zygote: a process forked from the agent at
+start, before any job, which never receives a job's code, input or output (only the job's pipe
+descriptors, and the command to fork). So nothing a job does to the interpreter reaches the next
+job, and no job's data is in a later job's memory, not even in freed buffers (the agent's own heap
+holds every job it parsed). The zygote double-forks, so each job is the agent's child (PID 1
+adopts it) and the agent times, waits for and measures it as before.
 
 Why PID 1: the kernel delivers no signal to a namespace's init unless init installed a
 handler, so a program's `os.kill(os.getppid(), 9)` or `os.kill(-1, 9)` cannot kill the agent,
@@ -93,6 +97,9 @@ OUTCOME_ADDRESS = "\0selfalign-outcome-" + os.urandom(8).hex()
 _outcome_sock: socket.socket | None = None
 _baseline: dict | None = None
 _senders_verified = True   # False where the kernel does not report sender pids (gVisor's gives 0)
+_zygote_pid = 0
+_zygote_sock: socket.socket | None = None
+_zygote_baseline: dict | None = None
 
 
 def main() -> None:
@@ -113,6 +120,7 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # keep the parent's objects out of the children's collections (copy-on-write)
     _baseline = _own_state()
+    _start_zygote()   # before the first job line is read: the zygote never holds job data
     out = sys.stdout.buffer
     _send(out, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
     for line in sys.stdin.buffer:
@@ -169,17 +177,14 @@ def run_job(job: dict) -> dict:
     sys.stdout.flush()
     sys.stderr.flush()
     start = time.monotonic()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        for fd in (out_r, out_w, err_r, err_w, stdin_fd):
-            os.close(fd)
-        return {"id": job.get("id"), "nonce": job.get("nonce"), "agent_error": f"fork failed: {exc}",
-                "clean": False}
-    if pid == 0:
-        _child(code, script, stdin_fd, out_w, err_w, job)  # never returns
+    pid = _zygote_fork(stdin_fd, out_w, err_w)
     for fd in (out_w, err_w, stdin_fd):
         os.close(fd)
+    if pid <= 0:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        return {"id": job.get("id"), "nonce": job.get("nonce"), "clean": False,
+                "agent_error": "the zygote could not start the job" + (" (it is gone)" if pid < 0 else "")}
 
     status, reason = None, ""
     streams = {out_r: bytearray(), err_r: bytearray()}
@@ -271,7 +276,7 @@ def run_job(job: dict) -> dict:
         reason += f" (then exited with code {exit_code})"
 
     clean = (clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
-             and _own_state() == _baseline)
+             and _own_state() == _baseline and _zygote_state() == _zygote_baseline)
     return {
         "id": job.get("id"),
         "nonce": job.get("nonce"),
@@ -310,8 +315,91 @@ def _classify(exit_code, sig, outcome: str, oom_killed: bool) -> tuple[str, str]
     return "FAILED", "exited via os._exit(0) before reaching its end"
 
 
-def _child(code, script, stdin_fd, out_w, err_w, job) -> None:
-    """In the forked child: become a fresh script process and run the program."""
+def _start_zygote() -> None:
+    global _zygote_pid, _zygote_sock, _zygote_baseline
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        try:
+            _zygote_loop(theirs)
+        finally:
+            os._exit(0)
+    theirs.close()
+    _zygote_pid, _zygote_sock = pid, ours
+    _zygote_baseline = _zygote_state()
+
+
+def _zygote_loop(sock: socket.socket) -> None:
+    """The zygote: fork a job on request (double fork, so the agent adopts it), report its own
+    state, or kill every process but the agent and itself."""
+    script = os.path.join(WORK_DIR, SCRIPT_NAME)
+    while True:
+        msg, fds, _, _ = socket.recv_fds(sock, 64, 3)
+        if not msg:
+            return
+        if msg == b"state":
+            sock.send(json.dumps(_own_state()).encode())
+        elif msg == b"kill":
+            try:
+                os.kill(-1, signal.SIGKILL)   # spares init (the agent) and the caller (us)
+            except OSError:
+                pass
+            sock.send(b"ok")
+        elif msg == b"run":
+            r, w = os.pipe()
+            try:
+                middle = os.fork()
+            except OSError:
+                middle = -1
+            if middle == 0:
+                os.close(r)
+                try:
+                    job = os.fork()
+                except OSError:
+                    job = -1
+                if job == 0:
+                    os.close(w)
+                    _child(script, *fds)   # never returns
+                os.write(w, str(job).encode())
+                os._exit(0)
+            os.close(w)
+            answer = b"0" if middle < 0 else (os.read(r, 32) or b"0")
+            os.close(r)
+            if middle > 0:
+                os.waitpid(middle, 0)   # the job is orphaned now: the agent (PID 1) adopts it
+            for fd in fds:
+                os.close(fd)
+            sock.send(answer if int(answer) > 0 else b"0")
+
+
+def _zygote_ask(message: bytes, fds: list[int] | None = None) -> bytes | None:
+    if _zygote_sock is None:
+        return None
+    try:
+        if fds:
+            socket.send_fds(_zygote_sock, [message], fds)
+        else:
+            _zygote_sock.send(message)
+        return _zygote_sock.recv(4096) or None
+    except OSError:
+        return None
+
+
+def _zygote_fork(stdin_fd: int, out_w: int, err_w: int) -> int:
+    """The new job's pid; 0 when the zygote could not fork it, -1 when the zygote is gone."""
+    answer = _zygote_ask(b"run", [stdin_fd, out_w, err_w])
+    return -1 if answer is None else int(answer)
+
+
+def _zygote_state() -> dict | None:
+    answer = _zygote_ask(b"state")
+    return json.loads(answer) if answer else None
+
+
+def _child(script, stdin_fd, out_w, err_w) -> None:
+    """In the forked job: become a fresh script process and run the program (read from its
+    script file, as `python3 main.py` does)."""
     try:
         os.setsid()
         os.dup2(stdin_fd, 0)
@@ -329,6 +417,9 @@ def _child(code, script, stdin_fd, out_w, err_w, job) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython does for every script
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # The agent and the zygote stay non-dumpable; the job is an ordinary process, as under
+        # `python3 main.py`: its own /proc/self files (mem, environ) are readable to it.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         _forbid_vsock()
         os.chdir(WORK_DIR)
         os.environ.clear()
@@ -343,6 +434,8 @@ def _child(code, script, stdin_fd, out_w, err_w, job) -> None:
         sys.stdin = sys.__stdin__ = _text_stream(0, "r", line_buffering=False)
         sys.stdout = sys.__stdout__ = _text_stream(1, "w", line_buffering=False)
         sys.stderr = sys.__stderr__ = _text_stream(2, "w", line_buffering=True, errors="backslashreplace")
+        with open(script, "rb") as f:
+            code = f.read().decode("utf-8")
     except BaseException:
         os._exit(121)
     os._exit(_run_as_main(code, script))
@@ -561,27 +654,38 @@ def _pidfd_open(pid: int):
 
 
 def _kill_leftovers() -> bool:
-    """Kill every process but this one and reap them all; True when none is left."""
+    """Kill every process but this one and the zygote, and reap them; True when none is left.
+
+    The zygote sends the signal (`kill(-1)` spares init and the sender); if it is gone, the agent
+    sends it itself and the container is reported unclean (no zygote, no clean next job).
+    """
+    global _zygote_sock
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
+        if _zygote_ask(b"kill") is None:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return _only_process()
+                break
             if pid == 0:
                 break
+            if pid == _zygote_pid and _zygote_sock is not None:
+                _zygote_sock.close()
+                _zygote_sock = None
+        if _only_process():
+            return True
         time.sleep(0.001)
     return False
 
 
 def _only_process() -> bool:
-    me = str(os.getpid())
-    return all(p == me for p in os.listdir("/proc") if p.isdigit())
+    allowed = {str(os.getpid())} | ({str(_zygote_pid)} if _zygote_sock is not None else set())
+    return all(p in allowed for p in os.listdir("/proc") if p.isdigit())
 
 
 def _wipe_writable_dirs() -> bool:

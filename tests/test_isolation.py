@@ -50,8 +50,8 @@ def assert_next_job_is_clean(client) -> None:
     r = run(client, HEALTHY)
     assert r.status is Status.PASSED, r
     pids, tmp = eval(r.stdout.decode())  # noqa: S307 - our own program's output
-    # Only the agent (PID 1) and this job's process are alive; /tmp holds only fresh dirs.
-    assert len(pids) == 2 and "1" in pids, pids
+    # Only the agent (PID 1), its zygote and this job's process are alive; /tmp holds only fresh dirs.
+    assert len(pids) == 3 and "1" in pids, pids
     assert sorted(tmp) == ["home", "work"], tmp
 
 

@@ -275,3 +275,49 @@ print("unix ok")
 def test_vsock_sockets_are_refused(one):
     r = run(one, VSOCK)
     assert r.status is Status.PASSED and r.stdout == b"EAFNOSUPPORT\nEAFNOSUPPORT\nunix ok\n", r
+
+
+# Looks for the secrets by their SHA-256 and a short prefix, so the scanning job never holds a
+# secret itself (its search keys would otherwise be the first thing it finds).
+SCAN = '''
+import hashlib
+wanted = {wanted!r}   # [(prefix, length, sha256 hex)]
+found = set()
+with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+    for line in maps:
+        addresses, perms = line.split()[:2]
+        if not perms.startswith("r"):
+            continue
+        start, end = (int(x, 16) for x in addresses.split("-"))
+        try:
+            mem.seek(start)
+            chunk = mem.read(end - start)
+        except (OSError, ValueError, OverflowError):
+            continue
+        for i, (prefix, length, digest) in enumerate(wanted):
+            at = chunk.find(prefix.encode())
+            while at >= 0:
+                if hashlib.sha256(chunk[at:at + length]).hexdigest() == digest:
+                    found.add(i)
+                    break
+                at = chunk.find(prefix.encode(), at + 1)
+print(sorted(found))
+'''
+
+
+def test_no_earlier_job_data_in_a_later_jobs_memory(one):
+    """A job plants a secret in its code, its input and its output; later jobs in the same
+    sandbox scan their whole memory for them and find nothing (jobs fork from a zygote that never
+    held a job's data)."""
+    code_secret, stdin_secret = "code-7f3a9c-secret", "stdin-51be02-secret"
+    planted = one.execute(Program(f"data = {code_secret!r}\nprint(input() + '-' + data[::-1])",
+                                  stdin=stdin_secret.encode()))
+    out_secret = f"{stdin_secret}-{code_secret[::-1]}"
+    assert planted.status is Status.PASSED and planted.stdout.decode().strip() == out_secret
+    import hashlib
+
+    secrets = [code_secret, stdin_secret, out_secret]
+    scan = SCAN.format(wanted=[(s[:6], len(s), hashlib.sha256(s.encode()).hexdigest()) for s in secrets])
+    for _ in range(3):
+        r = one.execute(Program(scan))
+        assert r.status is Status.PASSED and r.stdout == b"[]\n", r
