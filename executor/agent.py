@@ -403,6 +403,11 @@ def _zygote_state() -> dict | None:
 def _child(script, stdin_fd, out_w, err_w) -> None:
     """In the forked job: become a fresh script process and run the program (read from its
     script file, as `python3 main.py` does)."""
+    # Start only once adopted by the agent: until the zygote's middle process has exited, the
+    # job would see it (and an extra process is not what a fresh script sees).
+    deadline = time.monotonic() + 5.0
+    while os.getppid() != 1 and time.monotonic() < deadline:
+        time.sleep(0.0001)
     try:
         os.setsid()
         os.dup2(stdin_fd, 0)
