@@ -71,7 +71,7 @@ def cmd_run_batch(args) -> int:
     if not args.target:
         print("no --target: starting an embedded executor for this batch", file=sys.stderr)
     token = args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN") or None
-    started = False
+    started = interrupted = False
     try:
         with connect(args.target, token=token, cache_path=args.cache,
                      server_config=None if args.target else _server_config(args, "127.0.0.1", 0)) as client:
@@ -80,15 +80,18 @@ def cmd_run_batch(args) -> int:
                 report = run_batch(args.input, args.output, client, args.concurrency,
                                    progress=not args.no_progress)
             except KeyboardInterrupt:
-                print(f"\ninterrupted: results so far are in {args.output}; "
-                      "run the same command again to resume", file=sys.stderr)
-                return 130
+                interrupted = True
     except ExecutorError as exc:
-        if not started:
-            print(f"error: {exc}; nothing was run", file=sys.stderr)
-        else:
-            print(f"error: {exc}\nresults so far are in {args.output}; run again to resume", file=sys.stderr)
-        return 1
+        if not interrupted:   # after Ctrl-C, a teardown error changes nothing: the results are whole
+            if not started:
+                print(f"error: {exc}; nothing was run", file=sys.stderr)
+            else:
+                print(f"error: {exc}\nresults so far are in {args.output}; run again to resume", file=sys.stderr)
+            return 1
+    if interrupted:
+        print(f"\ninterrupted: results so far are in {args.output}; run the same command again to resume",
+              file=sys.stderr)
+        return 130
     print(report.summary(), file=sys.stderr)
     return 2 if report.input_errors or report.rejected else 0
 

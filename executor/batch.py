@@ -8,6 +8,7 @@ Bad input lines are reported with their line numbers; the rest still runs.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import os
@@ -130,10 +131,14 @@ def run_batch(input_path: Path, output_path: Path, client: Client, concurrency: 
     bar = tqdm(total=total, initial=len(done), unit="prog", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(output_path, "a", encoding="utf-8") as out:
+    with open(output_path, "a", encoding="utf-8") as out, contextlib.ExitStack() as stack:
         try:
             programs = iter_programs(input_path, done, report, line_of)
-            for item in client.execute_many(programs, max_in_flight=concurrency, return_rejected=True):
+            # closing(): on Ctrl-C the batch's streams are stopped here, before the client and
+            # the server go away, not whenever the generator happens to be collected.
+            results = stack.enter_context(contextlib.closing(
+                client.execute_many(programs, max_in_flight=concurrency, return_rejected=True)))
+            for item in results:
                 if isinstance(item, Rejected):
                     report.rejected.append(
                         f"line {line_of.get(item.id, '?')}: id {item.id!r} rejected ({item.code}): {item.message}")

@@ -553,7 +553,8 @@ class Client:
         finally:
             # Interrupted (Ctrl-C, an exception, an early break): stop the pending step
             # before closing the generator, or it would still be running.
-            self._call(_cancel_and_close(agen, task))
+            if self._loop.is_running():
+                self._call(_cancel_and_close(agen, task))
 
     def info(self, target_index: int = 0) -> pb.ServerInfo:
         return self._call(self._async.info(target_index))

@@ -86,7 +86,7 @@ def test_interrupted_batch_resumes_without_loss_or_duplicates(tmp_path, target):
     assert wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 10, timeout=120)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "run the same command again to resume" in err
+    assert proc.returncode == 130 and "run the same command again to resume" in err, err
     partial = read_jsonl(out)
     assert 10 <= len(partial) < n
     with open(out, "a") as f:
