@@ -85,6 +85,8 @@ PRELOADED_MODULES = (
     "datetime", "enum", "abc", "io", "operator", "textwrap", "hashlib", "struct",
 )
 PR_SET_DUMPABLE = 4
+_LIBC = ctypes.CDLL(None, use_errno=True)   # opened once: jobs call into it on every fork
+_RLIMITS = tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 AF_VSOCK, EAFNOSUPPORT, ENOSYS = 40, 97, 38
 # (audit arch, socket, socketpair) per machine, for the seccomp filter
@@ -149,7 +151,7 @@ def _send(out, message: dict) -> None:
 
 def _make_undumpable() -> None:
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     except Exception:
         pass
 
@@ -427,7 +429,7 @@ def _child(script, stdin_fd, out_w, err_w) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         # The agent and the zygote stay non-dumpable; the job is an ordinary process, as under
         # `python3 main.py`: its own /proc/self files (mem, environ) are readable to it.
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+        _LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         _forbid_vsock()
         os.chdir(WORK_DIR)
         os.environ.clear()
@@ -488,7 +490,7 @@ _VSOCK_FILTER = None
 def _forbid_vsock() -> None:
     if _VSOCK_FILTER is None:
         raise OSError(f"no seccomp filter for this machine ({os.uname().machine})")
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _LIBC
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "could not set no_new_privs")
     # seccomp(2) with SPEC_ALLOW: a filter installed through prctl also turns on the kernel's
@@ -653,12 +655,11 @@ def _drain_outcomes(job_pid: int | None, into: list[str] | None = None, senders:
 def _own_state() -> dict:
     """What a job running as the same user could change about the agent."""
     state: dict = {}
-    for name in dir(resource):
-        if name.startswith("RLIMIT_"):
-            try:
-                state[name] = resource.getrlimit(getattr(resource, name))
-            except (ValueError, OSError):
-                pass
+    for name in _RLIMITS:
+        try:
+            state[name] = resource.getrlimit(getattr(resource, name))
+        except (ValueError, OSError):
+            pass
     for key, get in (("priority", lambda: os.getpriority(os.PRIO_PROCESS, 0)),
                      ("scheduler", lambda: os.sched_getscheduler(0)),
                      ("affinity", lambda: sorted(os.sched_getaffinity(0)))):
@@ -752,7 +753,7 @@ def _sysv_ipc_left() -> bool:
     which gVisor implements too, unlike /proc/sysvipc.
     """
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = _LIBC
         buf = ctypes.create_string_buffer(256)
         if libc.shmctl(0, SHM_INFO, buf) >= 0 and ctypes.c_int.from_buffer(buf).value:
             return True  # struct shm_info: used_ids

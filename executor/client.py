@@ -67,15 +67,15 @@ def request_problem(program: Program) -> tuple[str, str] | None:
     surrogate cannot be encoded (it used to stop the stream and hang the batch), and a request
     over the transport limit would break the stream for every program on it.
     """
+    size = 0
     for name in ("id", "language", "code", "stdin"):
         value = getattr(program, name)
         if isinstance(value, str):
             try:
-                value.encode("utf-8")
+                value = value.encode("utf-8")
             except UnicodeEncodeError as exc:
                 return "INVALID_ARGUMENT", f"{name} is not valid Unicode text ({exc.reason} at position {exc.start})"
-    size = len(program.code.encode()) + len(program.stdin if isinstance(program.stdin, bytes)
-                                            else program.stdin.encode()) + len(program.id.encode())
+        size += len(value)
     if size > MAX_REQUEST_BYTES:
         return "RESOURCE_EXHAUSTED", f"the request is {size} bytes, over the limit of {MAX_REQUEST_BYTES}"
     return None
