@@ -1,8 +1,14 @@
 """Soak: 10,000 jobs through one stream with ~5% hostile programs mixed in.
 
+The hostile programs cover every class of attack the isolation suite and the red-team tests
+know: runaway processes, memory and output, escapes from the job's process, changes to the agent
+or the sandbox that could reach a later job (limits, signals, message queues, files, descriptors),
+forged verdicts, and sockets that reach outside.
+
 Checks and reports: every id answered exactly once; the results equal those of a serial run of
 the same jobs; no container or agent process is left once the server stops; the server's
-memory before and after. Run: python bench/soak.py [--jobs 10000] [--output soak.json]
+memory before and after, and while a client that stops reading holds a stream of large results.
+Run: python bench/soak.py [--jobs 10000] [--output soak.json]
 """
 
 from __future__ import annotations
@@ -33,6 +39,23 @@ HOSTILE = {
                     None),
     "write_etc": ("open('/etc/passwd', 'a').write('x')", None),
     "early_exit": ("import os\nos._exit(0)", None),
+    # a job must not change what a later job sees or gets
+    "poison_agent": ("import resource\ntry:\n    resource.prlimit(1, resource.RLIMIT_NOFILE, (10, 10))\n"
+                     "except PermissionError:\n    print('refused')", None),
+    "signal_agent": ("import os, signal\ntry:\n    os.kill(1, signal.SIGTERM)\nexcept PermissionError:\n"
+                     "    print('refused')", None),
+    "leave_queue": ("import os\nopen('/dev/mqueue/left', 'w').close()\nprint(os.listdir('/dev/mqueue'))", None),
+    "fill_tmp": ("import os\nfor i in range(20000):\n    open(f'/tmp/f{i}', 'w').close()\nprint('filled')", 10.0),
+    "vsock": ("import socket\ntry:\n    socket.socket(40, socket.SOCK_STREAM)\nexcept OSError as e:\n"
+              "    print(e.errno)", None),
+    # verdicts must be true
+    "close_fds": ("import os\nos.closerange(3, 65536)\nprint('ok')", None),
+    "forge_end": ("import os, socket\n"
+                  "name = next(l.split()[-1] for l in open('/proc/net/unix') if 'selfalign-outcome' in l)\n"
+                  "if os.fork() == 0:\n"
+                  "    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'end', '\\0' + name.lstrip('@'))\n"
+                  "    os._exit(0)\nos.wait()\nos._exit(0)", None),
+    "big_output": ("import sys\nsys.stdout.write('x' * (6 << 20))", None),
 }
 
 
@@ -43,7 +66,9 @@ def make_jobs(n: int, hostile_share: float, seed: int) -> list[Program]:
         if rng.random() < hostile_share:
             kind = rng.choice(sorted(HOSTILE))
             code, timeout = HOSTILE[kind]
-            jobs.append(Program(code, id=f"{i}-{kind}", limits=Limits(timeout_s=timeout, memory_mb=256)))
+            output = 8 << 20 if kind == "big_output" else None
+            jobs.append(Program(code, id=f"{i}-{kind}",
+                                limits=Limits(timeout_s=timeout, memory_mb=256, max_output_bytes=output)))
         else:
             a, b = rng.randrange(1000), rng.randrange(1000)
             code = f"def add(x, y):\n    return x + y\nassert add({a}, {b}) == {a + b}\nprint(add({a}, {b}))"
@@ -73,6 +98,27 @@ def run(client: Client, jobs: list[Program], in_flight: int) -> tuple[dict, floa
         seen[r.id] += 1
         results[r.id] = outcome(r)
     return results, time.monotonic() - start, seen
+
+
+def stalled_reader(port: int, server_pid: int, jobs: int = 200) -> dict:
+    """A client that sends `jobs` programs of 1 MiB output each and stops reading: the server
+    must hold only the stream's in-flight results, not every result (red-team item 10)."""
+    import grpc
+
+    from executor.v1 import executor_pb2 as pb
+    from executor.v1 import executor_pb2_grpc as pb_grpc
+
+    before = rss_mb(server_pid)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    call = pb_grpc.ExecutorStub(channel).ExecuteStream(iter(
+        [pb.ExecuteRequest(id=str(i), code="import sys\nsys.stdout.write('x' * (1 << 20))") for i in range(jobs)]))
+    time.sleep(15)   # long enough for a pool to run them all, were it allowed to
+    held = rss_mb(server_pid)
+    call.cancel()
+    channel.close()
+    time.sleep(2)
+    return {"jobs": jobs, "output_mb_each": 1, "server_rss_mb_before": round(before, 1),
+            "server_rss_mb_while_held": round(held, 1), "server_rss_mb_after_cancel": round(rss_mb(server_pid), 1)}
 
 
 def main() -> int:
@@ -112,6 +158,8 @@ def main() -> int:
             report["differing_examples"] = diff[:10]
             report["status_counts"] = collections.Counter(v[0] for v in streamed.values())
             report["server_rss_mb_after"] = round(rss_mb(server.pid), 1)
+            print("a client that stops reading ...", file=sys.stderr)
+            report["stalled_reader"] = stalled_reader(args.port, server.pid)
     finally:
         server.terminate()
         server.wait(120)

@@ -64,7 +64,8 @@ WIPED_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
 # (millions of empty files would otherwise hold the reply past the server's grace period).
 WIPE_BUDGET_S = 2.0
 SCRIPT_NAME = "main.py"
-# Every job sees exactly this environment, whatever the container or an earlier job set.
+# The sandbox container's environment (sandbox.py starts it with this): every job gets back
+# exactly what the agent started with, whatever an earlier job set.
 JOB_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": HOME_DIR,
@@ -85,6 +86,14 @@ PRELOADED_MODULES = (
     "datetime", "enum", "abc", "io", "operator", "textwrap", "hashlib", "struct",
 )
 PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS, PR_CAPBSET_DROP = 8, 24
+AGENT_UID = 10001
+# What the agent keeps of root when it becomes AGENT_UID (the engine grants no more): CHOWN to
+# give the job its files, FOWNER to remove what the job left in sticky /tmp, /dev/shm and
+# /dev/mqueue, KILL for a job's leftovers, SETUID/SETGID to become the job's user, SETPCAP to
+# empty the job's bounding set. A job has none of them.
+AGENT_CAPS = {"CHOWN": 0, "FOWNER": 3, "KILL": 5, "SETGID": 6, "SETUID": 7, "SETPCAP": 8}
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _LIBC = ctypes.CDLL(None, use_errno=True)   # opened once: jobs call into it on every fork
 _RLIMITS = tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
@@ -95,6 +104,7 @@ SECCOMP_SYSCALL = {"x86_64": 317, "aarch64": 277}
 SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1, 1 << 2
 SHM_INFO, SEM_INFO, MSG_INFO = 14, 19, 12
 READ_CHUNK = 65536
+REPLY_CHUNK = 3 * 16384   # a multiple of 3: base64 pieces join with no padding between them
 # How long to keep reading pipes that a finished program's leftover children hold open.
 DRAIN_AFTER_EXIT_S = 0.05
 OUTCOME_ADDRESS = "\0selfalign-outcome-" + os.urandom(8).hex()
@@ -104,10 +114,16 @@ _senders_verified = True   # False where the kernel does not report sender pids 
 _zygote_pid = 0
 _zygote_sock: socket.socket | None = None
 _zygote_baseline: dict | None = None
+_job_uid: int | None = None   # None: the job runs as the agent's user (an engine that started us unprivileged)
+_start_env: dict[str, str] = {}
 
 
 def main() -> None:
-    global _outcome_sock, _baseline, _VSOCK_FILTER
+    global _outcome_sock, _baseline, _VSOCK_FILTER, _start_env
+    # The container starts with the job's environment (see sandbox.py), so a job's os.environ
+    # and its /proc/self/environ agree, as they do for `python3 main.py`.
+    _start_env = dict(os.environ)
+    _drop_privileges(sys.argv[1:])
     _make_undumpable()
     _VSOCK_FILTER = _vsock_filter()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -127,7 +143,8 @@ def main() -> None:
     _baseline = _own_state()
     _start_zygote()   # before the first job line is read: the zygote never holds job data
     out = sys.stdout.buffer
-    _send(out, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid()})
+    _send(out, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid(),
+                "agent_uid": os.getuid(), "job_uid": _job_uid})
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
@@ -141,12 +158,75 @@ def main() -> None:
                 reply["id"], reply["nonce"] = job.get("id"), job.get("nonce")
             except Exception:
                 pass
-        _send(out, reply)
+        _send_reply(out, reply)
+
+
+def _send_reply(out, reply: dict) -> None:
+    """Write a reply whose output streams are written as base64 in pieces straight from their
+    buffers: built whole (bytes, base64, str, JSON, encoded line) a reply took about six times
+    the output's size, all of it counted against the job's memory."""
+    streams = {key: reply.pop(key) for key in ("stdout_b64", "stderr_b64") if key in reply}
+    head = json.dumps(reply, separators=(",", ":")).encode()
+    out.write(head[:-1])
+    for key, buf in streams.items():
+        out.write(b',"' + key.encode() + b'":"')
+        view = memoryview(buf)
+        for i in range(0, len(view), REPLY_CHUNK):
+            out.write(base64.b64encode(view[i:i + REPLY_CHUNK]))
+        view.release()
+        out.write(b'"')
+    out.write(b'}\n')
+    out.flush()
 
 
 def _send(out, message: dict) -> None:
     out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
     out.flush()
+
+
+def _drop_privileges(argv: list[str]) -> None:
+    """Started as root (with only AGENT_CAPS): become AGENT_UID, keeping those capabilities, so
+    that jobs run as a user of their own (`--job-uid`). A job then cannot prlimit, renice, pin or
+    signal the agent or the zygote, which belong to another user, and each sandbox's job user is
+    distinct, so per-user kernel limits (message queues, inotify instances) are not shared
+    between sandboxes. Started unprivileged, jobs run as the agent's own user, as before.
+    """
+    global _job_uid
+    if os.getuid() != 0:
+        return
+    if len(argv) != 2 or argv[0] != "--job-uid" or not argv[1].isdigit() or int(argv[1]) in (0, AGENT_UID):
+        raise SystemExit(f"agent: started as root, expected --job-uid N (not 0 or {AGENT_UID}), got {argv}")
+    _job_uid = int(argv[1])
+    mask = sum(1 << bit for bit in AGENT_CAPS.values())
+    _LIBC.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    os.setgroups([])
+    os.setresgid(AGENT_UID, AGENT_UID, AGENT_UID)
+    os.setresuid(AGENT_UID, AGENT_UID, AGENT_UID)
+    _capset(mask)   # KEEPCAPS kept them permitted; make them effective again
+    _LIBC.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
+
+
+def _capset(mask: int) -> None:
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    # two struct __user_cap_data_struct {effective, permitted, inheritable}: low and high words
+    data = (ctypes.c_uint32 * 6)(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0, mask >> 32, mask >> 32, 0)
+    if _LIBC.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def _become_job_user() -> None:
+    """In the job, before the program: the job's own user, with no capabilities at all."""
+    if _job_uid is None:
+        return
+    for cap in range(64):
+        if _LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break   # EINVAL: past the last capability this kernel knows
+    os.setgroups([])
+    os.setresgid(_job_uid, _job_uid, _job_uid)
+    os.setresuid(_job_uid, _job_uid, _job_uid)
+    # Only a change away from uid 0 clears capabilities: from AGENT_UID they are kept unless
+    # emptied here.
+    _capset(0)
 
 
 def _make_undumpable() -> None:
@@ -160,6 +240,7 @@ def run_job(job: dict) -> dict:
     """Run one program and describe what happened; never raises for the program's faults."""
     timeout_s = float(job["timeout_s"])
     cap = int(job["max_output_bytes"])
+    memory_mb = int(job.get("memory_mb") or 0)
     code = job["code"]
     stdin = base64.b64decode(job.get("stdin_b64") or "")
 
@@ -169,6 +250,9 @@ def run_job(job: dict) -> dict:
     script = os.path.join(WORK_DIR, SCRIPT_NAME)
     with open(script, "w", encoding="utf-8") as f:
         f.write(code)
+    if _job_uid is not None:
+        for path in (script, WORK_DIR, HOME_DIR):   # the file first: the agent cannot enter the job's dirs
+            os.chown(path, _job_uid, _job_uid)
     stdin_path = "/tmp/.stdin"
     with open(stdin_path, "wb") as f:
         f.write(stdin)
@@ -277,6 +361,12 @@ def run_job(job: dict) -> dict:
 
     if status is None:
         status, reason = _classify(exit_code, sig, outcome_text, oom_killed)
+    peak_kib = rusage.ru_maxrss if rusage else 0
+    if status != "TIMEOUT" and memory_mb and peak_kib > memory_mb * 1024:
+        # The container has room for the agent's buffers beyond the program's limit (see
+        # sandbox.py); a program that used that room still went over its own limit.
+        status, reason = "MEMORY_LIMIT", (
+            f"exceeded the memory limit (peak {peak_kib / 1024:.0f} MiB, limit {memory_mb} MiB)")
     elif status == "OUTPUT_LIMIT" and exited_at is not None and exit_code is not None:
         reason += f" (then exited with code {exit_code})"
 
@@ -289,8 +379,8 @@ def run_job(job: dict) -> dict:
         "reason": reason,
         "exit_code": exit_code,
         "signal": sig,
-        "stdout_b64": base64.b64encode(bytes(streams[out_r])).decode(),
-        "stderr_b64": base64.b64encode(bytes(streams[err_r])).decode(),
+        "stdout_b64": streams[out_r],   # bytearrays, encoded as they are written (_send_reply)
+        "stderr_b64": streams[err_r],
         "stdout_truncated": truncated[out_r],
         "stderr_truncated": truncated[err_r],
         "wall_time_s": round(wall, 6),
@@ -416,9 +506,13 @@ def _child(script, stdin_fd, out_w, err_w) -> None:
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.closerange(3, 65536)   # the agent's socket and pipes included
+        _become_job_user()
+        # The agent and the zygote stay non-dumpable; the job is an ordinary process, as under
+        # `python3 main.py`: its own /proc/self files (mem, environ, oom_score_adj) are its own.
+        _LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")  # the kernel's OOM killer takes the job, not the agent
+                f.write("1000")  # the kernel's OOM killer takes the job first
         except OSError:
             pass
         for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGALRM,
@@ -427,13 +521,10 @@ def _child(script, stdin_fd, out_w, err_w) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython does for every script
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        # The agent and the zygote stay non-dumpable; the job is an ordinary process, as under
-        # `python3 main.py`: its own /proc/self files (mem, environ) are readable to it.
-        _LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         _forbid_vsock()
         os.chdir(WORK_DIR)
         os.environ.clear()
-        os.environ.update(JOB_ENV)
+        os.environ.update(_start_env or JOB_ENV)
         os.umask(0o022)
         atexit._clear()
         gc.unfreeze()
@@ -738,7 +829,8 @@ def _remove(path: str, deadline: float) -> None:
     if time.monotonic() > deadline:
         raise TimeoutError(path)
     if os.path.isdir(path) and not os.path.islink(path):
-        os.chmod(path, stat.S_IRWXU)
+        # The job's own tree: with FOWNER the agent may change its mode, not read past it.
+        os.chmod(path, stat.S_IRWXU | stat.S_IRWXG | stat.S_IRWXO)
         for entry in os.scandir(path):
             _remove(entry.path, deadline)
         os.rmdir(path)

@@ -309,6 +309,7 @@ class Pool:
                 "stdin_b64": base64.b64encode(job.program.stdin).decode(),
                 "timeout_s": job.limits.timeout_s,
                 "max_output_bytes": job.limits.max_output_bytes,
+                "memory_mb": job.limits.memory_mb,
             },
             timeout_s=job.limits.timeout_s + AGENT_GRACE_S,
         )

@@ -1,10 +1,12 @@
 """One sandbox container and the line protocol to the agent running inside it.
 
 The container gets every restriction at creation (no network, read-only root, size-limited
-tmpfs, non-root user, no capabilities, no-new-privileges, pids/memory/CPU/ulimit limits,
-empty environment, no mounts) and is attached before it starts, so the agent's "ready" line
-is never missed. Jobs go in as JSON lines on the attached stdin; answers come back on the
-attached stdout, framed by Docker's stream multiplexing.
+tmpfs, no-new-privileges, pids/memory/CPU/ulimit limits, the job's environment only, no mounts)
+and is attached before it starts, so the agent's "ready" line is never missed. The agent starts
+as root with six capabilities and drops to its own user at once; jobs run as a user of their
+own sandbox with no capabilities (see agent._drop_privileges). Jobs go in as JSON lines on the
+attached stdin; answers come back on the attached stdout, framed by Docker's stream
+multiplexing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import secrets
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -22,13 +25,44 @@ import docker
 import docker.errors
 from docker.types import LogConfig, Ulimit
 
+from executor.agent import AGENT_CAPS, JOB_ENV
+
 log = logging.getLogger(__name__)
 
 LABEL_ROLE = "org.selfalign.role"
 LABEL_INSTANCE = "org.selfalign.instance"
 LABEL_OWNER = "org.selfalign.owner"
 ROLE_SANDBOX = "sandbox"
-SANDBOX_UID = "10001:10001"
+# Jobs run as a user of their own sandbox, from a block of JOB_UID_BLOCK users picked at random
+# per process (two servers on one engine are unlikely to share one), never as the agent's.
+JOB_UID_BASE = 200_000
+JOB_UID_BLOCK = 4096
+# The agent's memory beyond the program's limit: its interpreter and the zygote's (shared pages,
+# about 20 MiB), plus both output streams it buffers, counted once (see agent._send_reply).
+AGENT_BASE_MB = 32
+
+
+class JobUids:
+    """Hands out job users so that no two live sandboxes of this process share one."""
+
+    def __init__(self) -> None:
+        self.base = JOB_UID_BASE + secrets.randbelow(256) * JOB_UID_BLOCK
+        self.free = list(range(self.base + JOB_UID_BLOCK - 1, self.base - 1, -1))
+        self.lock = threading.Lock()
+
+    def take(self) -> int:
+        with self.lock:
+            if not self.free:   # thousands of live sandboxes: share a user rather than fail
+                return self.base + secrets.randbelow(JOB_UID_BLOCK)
+            return self.free.pop()
+
+    def give_back(self, uid: int) -> None:
+        with self.lock:
+            if uid not in self.free and self.base <= uid < self.base + JOB_UID_BLOCK:
+                self.free.append(uid)
+
+
+JOB_UIDS = JobUids()
 
 
 class SandboxError(Exception):
@@ -47,9 +81,17 @@ class SandboxConfig:
     fsize_mb: int = 64
     runtime: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # Room for the agent's buffers: 2 x the largest output a job may write (stdout and stderr)
+    max_output_bytes: int = 16 << 20
 
-    def create_kwargs(self) -> dict:
-        mem = f"{self.memory_mb}m"
+    def container_memory_mb(self, memory_mb: int | None = None) -> int:
+        """The container's limit: the program's, plus the agent's own memory and buffers, so a
+        program never pays for the agent (the agent holds the program to its own limit)."""
+        program = self.memory_mb if memory_mb is None else memory_mb
+        return program + AGENT_BASE_MB + -(-2 * self.max_output_bytes // (1 << 20))
+
+    def create_kwargs(self, job_uid: int) -> dict:
+        mem = f"{self.container_memory_mb()}m"
         ulimits = [
             Ulimit(name="nofile", soft=self.nofile, hard=self.nofile),
             Ulimit(name="fsize", soft=self.fsize_mb << 20, hard=self.fsize_mb << 20),
@@ -73,15 +115,19 @@ class SandboxConfig:
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"},
             shm_size=f"{self.shm_mb}m",
             ipc_mode="private",
-            user=SANDBOX_UID,
+            # The agent starts as root with AGENT_CAPS only, becomes uid 10001 keeping them,
+            # and runs each job as job_uid with no capabilities (agent._drop_privileges).
+            user="0:0",
+            command=["--job-uid", str(job_uid)],
             cap_drop=["ALL"],
+            cap_add=sorted(AGENT_CAPS),
             security_opt=["no-new-privileges"],
             pids_limit=pids_limit,
             mem_limit=mem,
             memswap_limit=mem,  # swap equal to memory: no swap at all
             nano_cpus=int(self.cpus * 1e9),
             ulimits=ulimits,
-            environment={},
+            environment=dict(JOB_ENV),
             hostname=f"sandbox-{secrets.token_hex(4)}",  # tells containers apart in logs and tests
             labels={LABEL_ROLE: ROLE_SANDBOX, **self.labels},
             log_config=LogConfig(type=LogConfig.types.NONE),
@@ -96,6 +142,7 @@ class Sandbox:
         self.client = client
         self.config = config
         self.memory_mb = config.memory_mb
+        self.job_uid: int | None = None
         self.container = None
         self._sock: socket.socket | None = None
         self._raw = None
@@ -109,7 +156,8 @@ class Sandbox:
 
     def start(self, timeout_s: float = 60.0) -> None:
         try:
-            self.container = self.client.containers.create(**self.config.create_kwargs())
+            self.job_uid = JOB_UIDS.take()
+            self.container = self.client.containers.create(**self.config.create_kwargs(self.job_uid))
             self._raw = self.client.api.attach_socket(
                 self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             )
@@ -141,7 +189,7 @@ class Sandbox:
         """Change the memory limit in place (a cgroup update, no restart)."""
         if memory_mb == self.memory_mb:
             return
-        mem = f"{memory_mb}m"
+        mem = f"{self.config.container_memory_mb(memory_mb)}m"
         try:
             self.container.update(mem_limit=mem, memswap_limit=mem)
         except docker.errors.DockerException as exc:
@@ -170,6 +218,10 @@ class Sandbox:
                 pass
             except docker.errors.DockerException as exc:
                 log.warning("could not remove sandbox %s: %s", self.short_id, exc)
+                return   # still there, maybe running: its job user is not free yet
+        if self.job_uid is not None:
+            JOB_UIDS.give_back(self.job_uid)
+            self.job_uid = None
 
     def _read_line(self, deadline: float) -> dict:
         # Only the bytes that arrived since the last search are searched: a reply of many MiB

@@ -323,7 +323,7 @@ class ExecutorServer:
         runtime = cfg.runtime or "runc"
         sandbox = SandboxConfig(image="", memory_mb=cfg.limits.default_memory_mb,
                                 cpus=cfg.cpus_per_sandbox, pids_limit=cfg.pids_limit,
-                                runtime=cfg.runtime)
+                                runtime=cfg.runtime, max_output_bytes=cfg.limits.max_output_bytes)
         self.pool = Pool(
             self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
             instance=cfg.instance or f"server-{cfg.port}",

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from executor import Limits, Program, Status
+from executor.agent import AGENT_UID
 from executor.client import Client, ExecutorError, Rejected
 from executor.sandbox import LABEL_INSTANCE, LABEL_OWNER, LABEL_ROLE, ROLE_SANDBOX, remove_leftovers
 from executor.v1 import executor_pb2 as pb
@@ -45,19 +46,72 @@ def run(client, code: str, **limits):
     "os.setpriority(os.PRIO_PROCESS, 1, 19)",
     "os.sched_setaffinity(1, {0})",
 ])
-def test_a_job_that_changes_the_agent_does_not_reach_later_jobs(one, poison):
+def test_a_job_cannot_change_the_agent(one, poison):
+    """The agent is another user: the change is refused, and later jobs run in the same sandbox
+    as before. (Where a runtime lets it through, gVisor's setpriority for one, the agent finds
+    its changed state after the job and the sandbox is replaced: test_isolation.)"""
     before = run(one, HOSTNAME).stdout
-    r = run(one, f"import os, resource\n{poison}\nprint('poisoned')")
-    assert r.status is Status.PASSED, r
+    r = run(one, f"import os, resource\ntry:\n    {poison}\nexcept PermissionError:\n    print('refused')")
+    assert r.status is Status.PASSED and r.stdout == b"refused\n", r
     later = [run(one, "import os\nprint(len(os.listdir('/proc')) > 0)") for _ in range(5)]
     assert all(x.status is Status.PASSED and x.stdout == b"True\n" for x in later), later
-    assert run(one, HOSTNAME).stdout != before   # the poisoned container was replaced
+    assert run(one, HOSTNAME).stdout == before   # nothing changed: the sandbox is kept
+
+
+@pytest.fixture(scope="module")
+def two(docker_client, sandbox_image):
+    server = start_server(docker_client, pool_size=2, instance="pytest-redteam-two")
+    with Client(f"127.0.0.1:{server.port}") as client:
+        yield client
+    server.stop()
+
+
+WHO = "import os, socket, time\ntime.sleep(0.5)\nprint(socket.gethostname(), os.getuid())"
+
+
+def test_each_sandbox_runs_its_jobs_as_a_user_of_its_own(two):
+    results = two.execute_many([Program(WHO, id=str(i)) for i in range(6)])
+    users = {}
+    for r in results:
+        assert r.status is Status.PASSED, r
+        host, uid = r.stdout.decode().split()
+        users.setdefault(host, set()).add(int(uid))
+    assert len(users) == 2, users
+    assert all(len(uids) == 1 for uids in users.values()), users
+    (a,), (b,) = users.values()
+    assert a != b and AGENT_UID not in (a, b) and 0 not in (a, b)
+
+
+FILL_QUEUES = """
+import os, sys, time
+n = 0
+try:
+    while True:
+        open(f"/dev/mqueue/q{n}", "w").close()   # each counts against the user's RLIMIT_MSGQUEUE
+        n += 1
+except OSError as exc:
+    print("full after", n, exc.errno)
+sys.stdout.flush()
+time.sleep(3)
+"""
+ONE_QUEUE = "import time\ntime.sleep(1)\nopen('/dev/mqueue/mine', 'w').close()\nprint('created')"
+
+
+def test_queues_one_sandbox_holds_do_not_exhaust_another(two):
+    """Per-user kernel limits are per sandbox: while one job holds every message queue its user
+    may have, a job in the other sandbox still gets one (with one host user for all sandboxes,
+    it got EMFILE)."""
+    results = {r.id: r for r in two.execute_many([Program(FILL_QUEUES, id="fill"), Program(ONE_QUEUE, id="one")])}
+    full, other = results["fill"], results["one"]
+    assert full.status is Status.PASSED and full.stdout.startswith(b"full after"), full
+    assert other.status is Status.PASSED and other.stdout == b"created\n", other
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
 def test_signalling_the_agent_gives_the_job_its_own_status(one, signame):
-    r = run(one, f"import os, signal\nos.kill(1, signal.{signame})\nprint('still here')")
-    assert r.status is Status.PASSED and r.stdout == b"still here\n", r
+    r = run(one, f"import os, signal\ntry:\n    os.kill(1, signal.{signame})\n"
+                 "except PermissionError:\n    print('refused')\nprint('still here')")
+    assert r.status is Status.PASSED and r.stdout == b"refused\nstill here\n", r
 
 
 def test_message_queues_are_wiped_between_jobs(one):
@@ -74,6 +128,9 @@ HONEST = {
     "closes_stdout_at_the_end": "import sys\nprint('x')\nsys.stdout.close()",
     "closes_every_descriptor": "import os\nos.closerange(3, 65536)\nprint('ok')",
     "byte_order_mark": "\ufeffprint('bom')",
+    "reads_its_environ": ("import os\nraw = open('/proc/self/environ', 'rb').read()\n"
+                          "print(sorted(raw.decode().split('\\0')[:-1])\n"
+                          "      == sorted(f'{k}={v}' for k, v in os.environ.items()))"),
     "recursion_depth": ("import sys\ndef f(n):\n    try:\n        return f(n + 1)\n"
                         "    except RecursionError:\n        return n\nprint(sys.getrecursionlimit(), f(1))"),
     "recursion_depth_set": ("import sys\nsys.setrecursionlimit(1500)\ndef f(n):\n    try:\n        return f(n + 1)\n"
@@ -114,6 +171,50 @@ os.waitpid(pid, 0)
 os._exit(0)   # the tests below never run
 assert False
 '''
+
+
+BIG_OUTPUT = ("import sys\nheld = bytearray(15 << 20)\n"
+              "sys.stdout.write('x' * (12 << 20))\nsys.stderr.write('y' * (12 << 20))")
+
+
+def test_the_agents_buffers_do_not_count_against_the_program(one):
+    """A program using 15 MiB that writes 12 MiB to each stream fits a 96 MiB limit: the agent's
+    copies of its output are the agent's, not the program's (it got MEMORY_LIMIT)."""
+    r = run(one, BIG_OUTPUT, memory_mb=96, max_output_bytes=13 << 20)
+    assert r.status is Status.PASSED, r
+    assert r.stdout == b"x" * (12 << 20) and r.stderr == b"y" * (12 << 20)
+
+
+def test_a_program_over_its_own_limit_gets_memory_limit(one):
+    """The container has room beyond the program's limit for the agent; a program that takes it
+    still exceeded its own limit."""
+    r = run(one, "held = bytearray(120 << 20)\nprint('survived')", memory_mb=96)
+    assert r.status is Status.MEMORY_LIMIT and "limit 96 MiB" in r.reason, r
+    assert run(one, "print(1)").status is Status.PASSED
+
+
+OOM_ESCAPE = """
+import os
+open("/proc/self/oom_score_adj", "w").write("0")   # as low as the agent's
+children = []
+for _ in range(6):
+    pid = os.fork()
+    if pid == 0:
+        held = bytearray(45 << 20)   # each under the program's limit, all of them far over
+        import time; time.sleep(5)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+print("done")
+"""
+
+
+def test_a_job_that_lowers_its_oom_priority_still_gets_memory_limit(one):
+    r = run(one, OOM_ESCAPE, memory_mb=96, timeout_s=20)
+    assert r.status is Status.MEMORY_LIMIT, r
+    later = run(one, "print('next')")
+    assert later.status is Status.PASSED and later.stdout == b"next\n", later
 
 
 def test_a_grandchild_cannot_claim_the_end_for_the_job(one):
