@@ -100,9 +100,10 @@ def run(client: Client, jobs: list[Program], in_flight: int) -> tuple[dict, floa
     return results, time.monotonic() - start, seen
 
 
-def stalled_reader(port: int, server_pid: int, jobs: int = 200) -> dict:
+def stalled_reader(port: int, server_pid: int, jobs: int = 400) -> dict:
     """A client that sends `jobs` programs of 1 MiB output each and stops reading: the server
-    must hold only the stream's in-flight results, not every result (red-team item 10)."""
+    must hold only the stream's in-flight results (256 by default), not all of them, and give the
+    memory back once the client cancels (red-team item 10)."""
     import grpc
 
     from executor.v1 import executor_pb2 as pb

@@ -4,6 +4,8 @@ health checking, server reflection, Prometheus metrics and optional TLS and bear
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hmac
 import logging
 import os
@@ -65,6 +67,20 @@ class ServerConfig:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     http_port: int | None = None          # the optional HTTP/JSON endpoint (None: off)
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
+
+
+def _return_freed_memory() -> None:
+    """Give freed heap back to the system after a stream: a stream's results (up to its
+    in-flight bound of outputs) are freed when it ends, but glibc keeps the pages, so a server
+    that once held a stalled client's results stayed that large (soak: 79 -> 289 MB, kept
+    after the client cancelled)."""
+    try:
+        _LIBC.malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
 
 
 class StreamAdmission:
@@ -156,6 +172,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             yield from self._stream(request_iterator, context, leave)
         finally:
             leave()
+            _return_freed_memory()
 
     def _stream(self, request_iterator, context, leave) -> Iterator[pb.StreamResponse]:
         context.send_initial_metadata(())   # tells the client the stream was taken
