@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import json
 import logging
 import random
 import threading
@@ -103,6 +104,43 @@ class ClientConfig:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
     extra_channel_options: list = field(default_factory=list)
+    # A balanced target (dns:///name:port, ipv4:a:p,b:p, ipv6:...) is one channel over every
+    # backend the name resolves to; execute_many opens this many streams on it, which gRPC's
+    # round_robin spreads over the healthy backends, and a stream carries at most
+    # `rotate_after` programs before a new one is opened (so a backend that comes back, or a
+    # new one, gets its share).
+    streams_per_balanced_target: int = 8
+    rotate_after: int = 200
+
+
+BALANCED_SCHEMES = ("dns:", "ipv4:", "ipv6:")
+
+
+def is_balanced(target: str) -> bool:
+    return target.startswith(BALANCED_SCHEMES)
+
+
+def balanced_service_config() -> str:
+    """round_robin over the name's backends, with the standard health service deciding which
+    of them are eligible (the server reports NOT_SERVING without a Docker engine)."""
+    from executor.v1 import executor_pb2
+
+    service = executor_pb2.DESCRIPTOR.services_by_name["Executor"].full_name
+    return json.dumps({"loadBalancingConfig": [{"round_robin": {}}],
+                       "healthCheckConfig": {"serviceName": service}})
+
+
+def split_targets(targets: str | Iterable[str]) -> list[str]:
+    """HOST:PORT targets, comma-separated or listed; a balanced target keeps its own commas."""
+    items = [targets] if isinstance(targets, str) else list(targets)
+    out: list[str] = []
+    for item in items:
+        item = item.strip()
+        if is_balanced(item):
+            out.append(item)
+        else:
+            out.extend(t.strip() for t in item.split(",") if t.strip())
+    return out
 
 
 class AsyncClient:
@@ -110,8 +148,7 @@ class AsyncClient:
                  tls_root_cert: bytes | None = None, tls_client_cert: bytes | None = None,
                  tls_client_key: bytes | None = None, cache_path: str | None = None,
                  retry_timeout_s: float = 120.0, max_attempts: int = 3) -> None:
-        targets = [targets] if isinstance(targets, str) else list(targets)
-        targets = [t.strip() for item in targets for t in item.split(",") if t.strip()]
+        targets = split_targets(targets)
         if not targets:
             raise ValueError("at least one target (HOST:PORT) is needed")
         self.config = ClientConfig(
@@ -119,7 +156,8 @@ class AsyncClient:
             retry_timeout_s, max_attempts,
         )
         self._channels: list[grpc.aio.Channel] = []
-        self._stubs: list[pb_grpc.ExecutorStub] = []
+        self._stubs: list[pb_grpc.ExecutorStub] = []   # one per target
+        self._lanes: list[int] = []   # the target of each stream execute_many keeps open
         self._next_target = itertools.count()
         self._cache = ResultCache(cache_path) if cache_path else None
         self._cache_scope: str | None = None
@@ -130,8 +168,13 @@ class AsyncClient:
         if self._stubs:
             return
         cfg = self.config
-        for target in cfg.targets:
+        for index, target in enumerate(cfg.targets):
             options = _CHANNEL_OPTIONS + cfg.extra_channel_options
+            lanes = 1
+            if is_balanced(target):
+                options = options + [("grpc.service_config", balanced_service_config())]
+                lanes = cfg.streams_per_balanced_target
+            self._lanes.extend([index] * lanes)
             if cfg.tls_root_cert or cfg.tls_client_cert:
                 creds = grpc.ssl_channel_credentials(cfg.tls_root_cert, cfg.tls_client_key, cfg.tls_client_cert)
                 channel = grpc.aio.secure_channel(target, creds, options=options)
@@ -149,6 +192,7 @@ class AsyncClient:
             await channel.close()
         self._channels.clear()
         self._stubs.clear()
+        self._lanes.clear()
         if self._cache is not None:
             self._cache.close()
 
@@ -305,7 +349,7 @@ class _Batch:
     async def results(self) -> AsyncIterator[ExecutionResult | Rejected]:
         self._iter = (self.source.__aiter__() if hasattr(self.source, "__aiter__")
                       else iter(self.source))
-        self.tasks = [asyncio.create_task(self._target(i)) for i in range(len(self.client._stubs))]
+        self.tasks = [asyncio.create_task(self._target(i)) for i in self.client._lanes]
         try:
             while True:
                 item = await self.out.get()
@@ -407,7 +451,7 @@ class _Batch:
             if loop.time() - down_since <= client.config.retry_timeout_s:
                 return False
             self.failed_targets += 1
-            if self.failed_targets == len(client._stubs):
+            if self.failed_targets == len(client._lanes):
                 self.out.put_nowait(ExecutorError(
                     f"no executor reachable ({', '.join(client.config.targets)}): {message}", code))
             return True
@@ -416,7 +460,8 @@ class _Batch:
             sent: dict[str, Program] = {}
             pause = _Pause()
             call = client._stubs[index].ExecuteStream(metadata=client._metadata)
-            sender = asyncio.create_task(self._send(call, sent, pause))
+            limit = client.config.rotate_after if is_balanced(target) else None
+            sender = asyncio.create_task(self._send(call, sent, pause, limit))
             # The server sends its initial metadata when it takes the stream: a stream that broke
             # before that never reached a sandbox, so its programs are not charged a failure.
             accepted = asyncio.create_task(call.initial_metadata())
@@ -444,8 +489,11 @@ class _Batch:
                             prog.id if prog else resp.id, _code_name(resp.error.code), resp.error.message))
                 await sender
                 accepted.cancel()
-                if not sent:
+                for key in list(sent):   # closed without answering them: they go again
+                    await self._requeue(key, failure=False)
+                if self._finished():
                     return
+                down_since, delay = None, client.config.backoff_initial_s   # rotated: a new stream
             except grpc.aio.AioRpcError as exc:
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
@@ -472,9 +520,9 @@ class _Batch:
                 await asyncio.gather(sender, accepted, return_exceptions=True)
                 call.cancel()
 
-    async def _send(self, call, sent: dict[str, Program], pause: _Pause) -> None:
+    async def _send(self, call, sent: dict[str, Program], pause: _Pause, limit: int | None = None) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        for _ in itertools.count() if limit is None else range(limit):
             if (wait := pause.until - loop.time()) > 0:
                 await asyncio.sleep(wait)
             item = await self._next()
@@ -486,6 +534,7 @@ class _Batch:
             request = program.to_proto()
             request.id = key
             await call.write(request)
+        await call.done_writing()   # rotated: the results come, then a new stream starts
 
     async def _requeue(self, key: str, failure: bool) -> None:
         program = self.programs.get(key)
