@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_build_image)
 
     p = sub.add_parser("bench", help="throughput benchmark on HumanEval programs")
-    p.add_argument("--runners", default="fork,subprocess,docker-run,pooled,fresh,large-output",
-                   help="comma-separated runners to compare (fork runs first: it forks this process)")
+    p.add_argument("--runners", default="fork,floor,subprocess,docker-run,pooled,fresh,large-output",
+                   help="comma-separated runners to compare (fork and floor run first: they fork this process)")
     p.add_argument("--limit", type=int, default=None, help="use only this many problems")
     p.add_argument("--docker-run-limit", type=int, default=40,
                    help="programs for the slow docker-run runner (default 40)")

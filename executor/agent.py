@@ -214,13 +214,20 @@ def _capset(mask: int) -> None:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 
-def _become_job_user() -> None:
-    """In the job, before the program: the job's own user, with no capabilities at all."""
+def _empty_bounding_set() -> None:
+    """Once, in the zygote: every job it forks inherits an empty bounding set (the zygote keeps
+    its own effective capabilities; the bounding set only limits what an exec could gain)."""
     if _job_uid is None:
         return
     for cap in range(64):
         if _LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
             break   # EINVAL: past the last capability this kernel knows
+
+
+def _become_job_user() -> None:
+    """In the job, before the program: the job's own user, with no capabilities at all."""
+    if _job_uid is None:
+        return
     os.setgroups([])
     os.setresgid(_job_uid, _job_uid, _job_uid)
     os.setresuid(_job_uid, _job_uid, _job_uid)
@@ -417,6 +424,7 @@ def _start_zygote() -> None:
     if pid == 0:
         ours.close()
         try:
+            _empty_bounding_set()
             _zygote_loop(theirs)
         finally:
             os._exit(0)

@@ -9,6 +9,8 @@ variant (must fail), repeated. Runners:
 - docker-run  `docker run --rm` per job with the sandbox image (a subset: it is slow)
 - fork        fork the benchmark process and exec() the program inside a function, no sandbox:
               what the original SelfCodeAlign filter did, including its exec() semantics
+- floor       fork the (warm) benchmark process and run the program as a real script, output
+              through a pipe: no sandbox, no gRPC, no cleanup; the physical floor here
 
 Reported per runner: items/s, per-job latency p50/p99 (submission to result), and how many
 canonical solutions passed, which shows the exec()-in-a-function defect directly.
@@ -177,6 +179,48 @@ def run_fork(programs: list[Program], concurrency: int) -> RunnerReport:
     return _threaded("fork", programs, concurrency, one)
 
 
+def _run_as_script(code: str) -> None:
+    """`python3 main.py` semantics: one module namespace named __main__."""
+    exec(compile(code, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})  # noqa: S102
+
+
+def run_floor(programs: list[Program], concurrency: int) -> RunnerReport:
+    """The physical floor for this workload here: a warm interpreter (this one) forks per job and
+    runs the program as a real script, output read through a pipe; no sandbox, no gRPC, no
+    cleanup. What the executor adds is measured against this."""
+    def one(p: Program) -> bool:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(r)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.dup2(w, 1)
+                os.dup2(w, 2)
+                _run_as_script(p.code)
+                sys.stdout.flush()
+                code = 0
+            except SystemExit as exc:
+                code = 0 if exc.code in (None, 0) else 1
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        deadline = time.monotonic() + TIMEOUT_S
+        while os.read(r, 65536):   # the output, as the executor reads it
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                break
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+
+    return _threaded("floor", programs, concurrency, one)
+
+
 LARGE_OUTPUT = "import sys\nsys.stdout.write('o' * (16 << 20))\nsys.stderr.write('e' * (16 << 20))\n"
 
 
@@ -205,14 +249,17 @@ def run_large_output(pool_size: int, count: int = 4) -> RunnerReport:
         server.stop()
 
 
-def format_table(reports: list[RunnerReport], baseline: str = "fork") -> str:
+def format_table(reports: list[RunnerReport], baseline: str = "fork", floor: str = "floor") -> str:
     base = next((r for r in reports if r.runner == baseline), None)
-    lines = [f"{'runner':<11} {'programs':>8} {'items/s':>9} {'vs ' + baseline:>9} {'p50 ms':>8} "
-             f"{'p99 ms':>8} {'canonical passed':>17} {'wrong passed':>12}"]
+    low = next((r for r in reports if r.runner == floor), None)
+    lines = [f"{'runner':<11} {'programs':>8} {'items/s':>9} {'vs ' + baseline:>9} {'vs ' + floor:>9} "
+             f"{'p50 ms':>8} {'p99 ms':>8} {'canonical passed':>17} {'wrong passed':>12}"]
     for r in reports:
         ratio = f"{r.items_per_s / base.items_per_s:.2f}x" if base and base.items_per_s else "-"
-        lines.append(f"{r.runner:<11} {r.programs:>8} {r.items_per_s:>9.1f} {ratio:>9} {r.p50_ms:>8.1f} "
-                     f"{r.p99_ms:>8.1f} {f'{r.canonical_passed}/{r.canonical_total}':>17} {r.wrong_passed:>12}")
+        to_floor = f"{r.items_per_s / low.items_per_s:.2f}x" if low and low.items_per_s else "-"
+        lines.append(f"{r.runner:<11} {r.programs:>8} {r.items_per_s:>9.1f} {ratio:>9} {to_floor:>9} "
+                     f"{r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {f'{r.canonical_passed}/{r.canonical_total}':>17} "
+                     f"{r.wrong_passed:>12}")
     return "\n".join(lines)
 
 
@@ -245,6 +292,8 @@ def main(args) -> int:
             reports.append(run_docker_run(subset, args.concurrency, image))
         elif name == "fork":
             reports.append(run_fork(programs, args.concurrency))
+        elif name == "floor":
+            reports.append(run_floor(programs, args.concurrency))
         elif name == "large-output":
             reports.append(run_large_output(args.pool_size))
         else:
