@@ -82,11 +82,11 @@ def with_earlier_partner(docs: list[str], ngram: int, threshold: float) -> set[i
     """Documents with an earlier document at exact Jaccard >= threshold (prefix filtering: two
     sets that similar share a token among the first |x| - ceil(t|x|) + 1 of each, in one global
     order, rarest first)."""
-    from generator.minhash import _TokenHashes, shingle_hashes
+    from generator.minhash import shingle_hashes
 
-    vocab, sets = _TokenHashes(), []
+    sets = []
     for i in range(0, len(docs), 5000):
-        grams, offsets = shingle_hashes(docs[i:i + 5000], ngram, vocab)
+        grams, offsets = shingle_hashes(docs[i:i + 5000], ngram)
         bounds = offsets.tolist()
         sets.extend(set(grams[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
     freq = collections.Counter(h for s in sets for h in s)
