@@ -26,6 +26,10 @@ def cmd_run(args) -> int:
     cfg = _config(args)
     if args.dir:
         cfg.dir = args.dir
+    if args.ray is not None:
+        cfg.cluster.ray = args.ray
+    if args.ray_workers is not None:
+        cfg.cluster.workers = args.ray_workers
     stats = Pipeline(cfg).run(until=args.until)
     for s in stats:
         d = s.to_dict()
@@ -129,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", type=Path)
     p.add_argument("--dir", default=None, help="run directory (overrides [run] dir)")
     p.add_argument("--until", choices=STAGES, default=None, help="stop after this stage")
+    p.add_argument("--ray", default=None, metavar="auto|local|HOST:PORT",
+                   help="run the generation steps on a Ray cluster (overrides [cluster] ray)")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help="generation workers on the cluster (default: one per GPU)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--num-proc", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")

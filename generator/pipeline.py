@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from generator.backends import Backend, BackendConfig, make_backend
+from generator.cluster import GENERATION_STAGES, ClusterConfig
 from generator.stage import Stage, StageStats, file_fingerprint, read_jsonl
 from generator.stages.dedup import DedupConfig
 from generator.stages.generation import GenerationConfig
@@ -113,6 +114,7 @@ class PipelineConfig:
     dedup: PipelineDedupConfig = field(default_factory=PipelineDedupConfig)
     rewrite: PipelineRewriteConfig = field(default_factory=PipelineRewriteConfig)
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:
@@ -289,6 +291,11 @@ class Pipeline:
                 if name == "seeds":
                     judge_backend = self.backend if self.cfg.seeds.judge else None
                     all_stats += run_seeds(self.cfg, out, backend=judge_backend)
+                elif name in GENERATION_STAGES and self.cfg.cluster.ray:
+                    from generator.cluster import run_stage_on_ray
+
+                    rows = list(read_jsonl(previous))
+                    all_stats.append(run_stage_on_ray(self, name, out, rows, file_fingerprint(previous)))
                 else:
                     rows = list(read_jsonl(previous))
                     stage = self.stage(name, out)

@@ -185,6 +185,25 @@ class Stage:
         self._save_checkpoint(fp, consumed, stats, done=True)
         return stats
 
+    def adopt(self, parts: list[Stage], input_fingerprint: str, stats: StageStats, consumed: int) -> None:
+        """Take as this stage's finished output the outputs of stages that ran on consecutive
+        parts of its input, in order (a cluster run): the same files, checkpoint and fingerprint
+        a one-machine run writes."""
+        fp = self.fingerprint(input_fingerprint)
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        for path in self._all_outputs():
+            path.unlink(missing_ok=True)
+        pairs = [(self.output, lambda s: s.output), (self.rejects_path, lambda s: s.rejects_path)]
+        pairs += [(self.side_path(x), lambda s, x=x: s.side_path(x)) for x in self.side_files]
+        for target, of in pairs:
+            with open(target, "wb") as dst:
+                for part in parts:
+                    if of(part).exists():
+                        dst.write(of(part).read_bytes())
+                dst.flush()
+                os.fsync(dst.fileno())
+        self._save_checkpoint(fp, consumed, stats, done=True)
+
     def _commit(self, batch: list[dict], consumed: int, stats: StageStats, fp: str,
                 started: float, base_seconds: float) -> int:
         result = self.process_batch(batch)
