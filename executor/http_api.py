@@ -19,12 +19,11 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from executor.limits import InvalidRequest, RequestTooLarge
 from executor.v1 import executor_pb2 as pb
 
 log = logging.getLogger(__name__)
 STATUS = {"INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "NOT_FOUND": 404, "RESOURCE_EXHAUSTED": 413,
-          "UNAVAILABLE": 503}
+          "CANCELLED": 499, "INTERNAL": 500, "UNAVAILABLE": 503}
 
 
 class _Refused(Exception):
@@ -125,14 +124,9 @@ class HttpApi:
         except (binascii.Error, TypeError, ValueError, UnicodeError) as exc:
             raise _Refused("INVALID_ARGUMENT", f"bad field: {exc}") from None
         try:
-            future = self.service._submit(request)
-        except RequestTooLarge as exc:
-            raise _Refused("RESOURCE_EXHAUSTED", str(exc)) from None
-        except InvalidRequest as exc:
-            raise _Refused("INVALID_ARGUMENT", str(exc)) from None
-        except RuntimeError as exc:
-            raise _Refused("UNAVAILABLE", str(exc)) from None
-        try:
-            return future.result().to_row()
-        except RuntimeError as exc:
-            raise _Refused("UNAVAILABLE", str(exc)) from None
+            return self.service._submit(request).result().to_row()
+        except Exception as exc:   # the same table as gRPC's
+            from executor.server import status_of
+
+            code, message = status_of(exc)
+            raise _Refused(code.name, message) from None

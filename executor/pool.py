@@ -48,8 +48,17 @@ ENGINE_CHECK_INTERVAL_S = 1.0
 SWEEP_EVERY_CHECKS = 30
 
 
-class EngineUnavailable(RuntimeError):
+class Unavailable(Exception):
+    """The server cannot run programs now. Nothing is wrong with the program: a client sends it
+    again later or elsewhere (gRPC UNAVAILABLE). Any other exception is a bug (INTERNAL)."""
+
+
+class EngineUnavailable(Unavailable):
     """The Docker engine cannot be reached; the message names where it was looked for."""
+
+
+class ShuttingDown(Unavailable):
+    """The server is stopping and takes no more work."""
 
 
 @dataclass
@@ -152,7 +161,7 @@ class Pool:
         at once instead of waiting out the timeout."""
         self._closing.set()
         if not drain:
-            self._fail_queued(RuntimeError("the executor is shutting down"))
+            self._fail_queued(ShuttingDown("the executor is shutting down"))
         for _ in range(self.size):
             self._queue.put(None)
         deadline = time.monotonic() + timeout_s
@@ -160,7 +169,7 @@ class Pool:
             if t.name.startswith("slot-"):
                 t.join(max(0.0, deadline - time.monotonic()))
         self._stopping.set()
-        self._fail_queued(RuntimeError("the executor shut down"))
+        self._fail_queued(ShuttingDown("the executor shut down"))
         self._remover.shutdown(wait=True)
         if self._client is not None:
             try:
@@ -172,7 +181,7 @@ class Pool:
 
     def submit(self, program: Program, limits: ResolvedLimits) -> Future:
         if self._stopping.is_set():
-            raise RuntimeError("the executor is shutting down")
+            raise ShuttingDown("the executor is shutting down")
         if not self._engine_ok.is_set():
             raise EngineUnavailable(self._engine_error)
         fut: Future = Future()

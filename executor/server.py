@@ -27,7 +27,7 @@ from executor.image import ensure_sandbox_image
 from executor.jobs import ExecutionResult, Limits, Program
 from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
 from executor.metrics import Metrics
-from executor.pool import Pool
+from executor.pool import Pool, Unavailable
 from executor.sandbox import SandboxConfig
 from executor.v1 import executor_pb2 as pb
 from executor.v1 import executor_pb2_grpc as pb_grpc
@@ -139,21 +139,17 @@ class ExecutorService(pb_grpc.ExecutorServicer):
     def Execute(self, request, context):
         try:
             future = self._submit(request)
-        except RequestTooLarge as exc:
-            # Said in metadata, not only in words: a client must not resend what cannot fit.
-            context.set_trailing_metadata(((REFUSAL_KEY, "too-large"),))
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except InvalidRequest as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except RuntimeError as exc:  # EngineUnavailable, or shutting down
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except Exception as exc:
+            code, message = status_of(exc)
+            if isinstance(exc, RequestTooLarge):
+                # Said in metadata, not only in words: a client must not resend what cannot fit.
+                context.set_trailing_metadata(((REFUSAL_KEY, "too-large"),))
+            context.abort(code, message)
         context.add_callback(future.cancel)
         try:
             result: ExecutionResult = future.result()
-        except futures.CancelledError:
-            context.abort(grpc.StatusCode.CANCELLED, "cancelled by the client")
-        except RuntimeError as exc:  # EngineUnavailable, or shutting down
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except Exception as exc:
+            context.abort(*status_of(exc))
         return result.to_proto()
 
     def ExecuteStream(self, request_iterator, context) -> Iterator[pb.StreamResponse]:
@@ -191,8 +187,8 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 resp = pb.StreamResponse(id=request_id, result=fut.result().to_proto())
             except futures.CancelledError:
                 resp = None
-            except RuntimeError as exc:  # EngineUnavailable, or shutting down
-                resp = _stream_error(request_id, grpc.StatusCode.UNAVAILABLE, str(exc))
+            except Exception as exc:   # every id gets an answer, whatever failed
+                resp = _stream_error(request_id, *status_of(exc))
             if resp is not None:
                 out.put((resp, True))
             else:
@@ -220,14 +216,8 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                         return
                     try:
                         fut = self._submit(request)
-                    except RequestTooLarge as exc:
-                        refuse(request.id, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-                        continue
-                    except InvalidRequest as exc:
-                        refuse(request.id, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-                        continue
-                    except RuntimeError as exc:  # EngineUnavailable, or shutting down
-                        refuse(request.id, grpc.StatusCode.UNAVAILABLE, str(exc))
+                    except Exception as exc:
+                        refuse(request.id, *status_of(exc))
                         continue
                     with lock:
                         pending.add(fut)
@@ -288,6 +278,22 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             not_serving_reason=("shutting down" if self.pool.stopping else
                                 "" if state.engine_reachable else f"Docker engine unreachable: {state.engine_error}"),
         )
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The one table from what went wrong to the gRPC status a client sees, for Execute and
+    ExecuteStream alike. Only Unavailable is UNAVAILABLE (clients retry that); an unexpected
+    error is INTERNAL and logged, never retried as if the server were merely busy."""
+    if isinstance(exc, RequestTooLarge):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, InvalidRequest):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, Unavailable):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, futures.CancelledError):
+        return grpc.StatusCode.CANCELLED, "cancelled by the client"
+    log.error("internal error: %s", exc, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _stream_error(request_id: str, code: grpc.StatusCode, message: str) -> pb.StreamResponse:

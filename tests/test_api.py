@@ -110,3 +110,21 @@ def test_stdin_too_large_is_resource_exhausted(client):
 
 def test_result_statuses_match_the_proto():
     assert {s.value for s in Status} == {n for n in pb.Status.keys() if n != "STATUS_UNSPECIFIED"}
+
+
+def test_one_status_table_and_only_unavailable_is_retryable():
+    """Execute, ExecuteStream and the HTTP endpoint share one table; a bug is INTERNAL (a client
+    must not retry it for minutes as if the server were busy), only Unavailable is UNAVAILABLE."""
+    import grpc
+
+    from executor.limits import InvalidRequest, RequestTooLarge
+    from executor.pool import EngineUnavailable, ShuttingDown, Unavailable
+    from executor.server import status_of
+
+    assert status_of(RequestTooLarge("big"))[0] is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert status_of(InvalidRequest("bad"))[0] is grpc.StatusCode.INVALID_ARGUMENT
+    assert status_of(EngineUnavailable("no engine"))[0] is grpc.StatusCode.UNAVAILABLE
+    assert status_of(ShuttingDown("stopping")) == (grpc.StatusCode.UNAVAILABLE, "stopping")
+    assert issubclass(EngineUnavailable, Unavailable) and issubclass(ShuttingDown, Unavailable)
+    code, message = status_of(RuntimeError("a bug"))
+    assert code is grpc.StatusCode.INTERNAL and "a bug" in message
