@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
-from executor.cli import configure_logging, make_parser
+from executor.cli import add_dataclass_options, configure_logging, make_parser, options_from
 from executor.limits import ServerLimits
 from executor.server import ServerConfig
 
@@ -22,18 +23,33 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="base image for the sandbox: 'offline' (debootstrap) or an image such as "
                         "python:3.11-slim (default: offline when debootstrap is usable)")
     p.add_argument("--runtime", default=None, help="Docker runtime for sandboxes, e.g. runsc (gVisor)")
-    p.add_argument("--default-timeout", type=float, default=10.0, help="seconds (default 10)")
-    p.add_argument("--default-memory", type=int, default=1024, help="MiB (default 1024)")
-    p.add_argument("--max-timeout", type=float, default=120.0)
-    p.add_argument("--max-memory", type=int, default=4096)
+    # One flag per ServerLimits field, its default taken from the dataclass (the older short
+    # names stay as aliases).
+    add_dataclass_options(p, ServerLimits, LIMIT_HELP, aliases={
+        "default_timeout_s": "--default-timeout", "default_memory_mb": "--default-memory",
+        "max_timeout_s": "--max-timeout", "max_memory_mb": "--max-memory"})
+
+
+LIMIT_HELP = {
+    "default_timeout_s": "wall-clock seconds for a program that sets none",
+    "default_memory_mb": "memory (MiB) for a program that sets none",
+    "default_output_bytes": "bytes per output stream for a program that sets none",
+    "max_timeout_s": "the most a program may ask for, seconds",
+    "max_memory_mb": "the most memory a program may ask for, MiB",
+    "max_output_bytes": "the most output a program may ask for, bytes per stream",
+    "max_code_bytes": "largest program source accepted",
+    "max_stdin_bytes": "largest stdin accepted",
+    "max_id_bytes": "longest id accepted",
+    "max_language_bytes": "longest language name accepted",
+    "min_memory_mb": "the least memory a program may ask for, MiB",
+}
 
 
 def _server_config(args, host: str, port: int) -> ServerConfig:
-    limits = ServerLimits(
-        default_timeout_s=args.default_timeout, default_memory_mb=args.default_memory,
-        max_timeout_s=max(args.max_timeout, args.default_timeout),
-        max_memory_mb=max(args.max_memory, args.default_memory),
-    )
+    limits = options_from(ServerLimits, args)
+    limits = dataclasses.replace(limits, max_timeout_s=max(limits.max_timeout_s, limits.default_timeout_s),
+                                 max_memory_mb=max(limits.max_memory_mb, limits.default_memory_mb),
+                                 max_output_bytes=max(limits.max_output_bytes, limits.default_output_bytes))
     return ServerConfig(
         host=host, port=port, pool_size=args.pool_size, isolation=args.isolation, limits=limits,
         sandbox_base=args.sandbox_base, runtime=args.runtime,

@@ -128,3 +128,22 @@ def test_one_status_table_and_only_unavailable_is_retryable():
     assert issubclass(EngineUnavailable, Unavailable) and issubclass(ShuttingDown, Unavailable)
     code, message = status_of(RuntimeError("a bug"))
     assert code is grpc.StatusCode.INTERNAL and "a bug" in message
+
+
+def test_every_server_limit_is_a_serve_flag_with_the_dataclass_default():
+    import argparse
+    import dataclasses
+
+    import executor.__main__ as cli
+    from executor.limits import ServerLimits
+
+    parser = argparse.ArgumentParser()
+    cli._add_server_options(parser)
+    assert cli._server_config(parser.parse_args([]), "h", 1).limits == ServerLimits()
+    for f in dataclasses.fields(ServerLimits):
+        flag = "--" + f.name.replace("_", "-")
+        value = 100_000_000 if f.name.startswith("max_") else 7   # a maximum is never below its default
+        limits = cli._server_config(parser.parse_args([flag, str(value)]), "h", 1).limits
+        assert getattr(limits, f.name) == value, f.name
+    old = cli._server_config(parser.parse_args(["--max-timeout", "30", "--default-memory", "64"]), "h", 1).limits
+    assert old.max_timeout_s == 30 and old.default_memory_mb == 64   # the older flag names still work
