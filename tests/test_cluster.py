@@ -45,12 +45,25 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"
 
 
 @pytest.fixture(scope="module")
-def ray_head():
+def ray_head(tmp_path_factory):
+    """A Ray head of our own (`--block`, in its own session), stopped by signalling just it: `ray
+    stop` would stop every Ray cluster on the machine."""
     port = free_port()
-    subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats"], env=ENV, check=True, capture_output=True, timeout=180)
-    yield f"127.0.0.1:{port}"
-    subprocess.run(["ray", "stop", "--force"], env=ENV, capture_output=True, timeout=120)
+    head = subprocess.Popen(["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats",
+                             f"--temp-dir={tmp_path_factory.mktemp('ray')}"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while subprocess.run(["ray", "status", f"--address={address}"], env=ENV, capture_output=True).returncode:
+        assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
+        time.sleep(1)
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(120)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
 
 
 def _run(tmp: Path, name: str, *extra: str, delay: float = 0.0) -> subprocess.Popen:
@@ -106,3 +119,40 @@ def test_a_driver_killed_mid_stage_resumes_without_losing_or_duplicating_rows(tm
     assert _files(tmp_path / "ray") == _files(tmp_path / "one")
     ids = [json.loads(line)["id"] for line in (tmp_path / "ray" / "04-responses.jsonl").read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 6
+
+
+TINY = """
+[run]
+seed = 0
+[backend]
+kind = "transformers"
+model = "{model}"
+[seeds]
+source = "generator/quickstart"
+rules = "precise"
+[concepts]
+k = 2
+max_new_tokens = 16
+temperature = 0.0
+batch_size = 1
+"""
+
+
+def test_a_tiny_real_model_on_ray_matches_the_one_machine_run(tmp_path, ray_head):
+    """The transformers backend (greedy, one prompt at a time) in two Ray workers gives the same
+    concepts as in one process."""
+    from trainer.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "model")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY.format(model=model))
+    runs = {}
+    for name, extra in (("one", []), ("ray", ["--ray", ray_head, "--ray-workers", "2"])):
+        proc = subprocess.run([sys.executable, "-m", "generator", "run", str(config), "--dir", str(tmp_path / name),
+                               "--until", "concepts", "--no-progress", *extra],
+                              cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = (tmp_path / name / "02-concepts.jsonl").read_bytes() + \
+            (tmp_path / name / "02-concepts.rejects.jsonl").read_bytes()
+    assert runs["ray"] == runs["one"]
+    assert (tmp_path / "ray" / "02-concepts.part-1-of-2.checkpoint.json").exists()
