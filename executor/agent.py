@@ -451,6 +451,7 @@ def _zygote_loop(sock: socket.socket) -> None:
             sock.send(b"ok")
         elif msg == b"run":
             r, w = os.pipe()
+            go_r, go_w = os.pipe()   # the job starts when the middle process is gone, reaped too
             try:
                 middle = os.fork()
             except OSError:
@@ -463,7 +464,8 @@ def _zygote_loop(sock: socket.socket) -> None:
                     job = -1
                 if job == 0:
                     os.close(w)
-                    _child(script, *fds)   # never returns
+                    os.close(go_w)
+                    _child(script, go_r, *fds)   # never returns
                 os.write(w, str(job).encode())
                 os._exit(0)
             os.close(w)
@@ -471,7 +473,8 @@ def _zygote_loop(sock: socket.socket) -> None:
             os.close(r)
             if middle > 0:
                 os.waitpid(middle, 0)   # the job is orphaned now: the agent (PID 1) adopts it
-            for fd in fds:
+            os.write(go_w, b"1")
+            for fd in (go_r, go_w, *fds):
                 os.close(fd)
             sock.send(answer if int(answer) > 0 else b"0")
 
@@ -500,14 +503,16 @@ def _zygote_state() -> dict | None:
     return json.loads(answer) if answer else None
 
 
-def _child(script, stdin_fd, out_w, err_w) -> None:
+def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
     """In the forked job: become a fresh script process and run the program (read from its
     script file, as `python3 main.py` does)."""
-    # Start only once adopted by the agent: until the zygote's middle process has exited, the
-    # job would see it (and an extra process is not what a fresh script sees).
-    deadline = time.monotonic() + 5.0
-    while os.getppid() != 1 and time.monotonic() < deadline:
-        time.sleep(0.0001)
+    # Start only once the zygote has reaped its middle process (so the agent has adopted the
+    # job): until then the job would see it, even as a zombie, and an extra process is not what
+    # a fresh script sees.
+    try:
+        os.read(go_r, 1)
+    except OSError:
+        pass
     try:
         os.setsid()
         os.dup2(stdin_fd, 0)

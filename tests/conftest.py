@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,25 +67,32 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`python -m executor serve` in a child process, for tests that kill or restart it."""
+    """`python -m executor serve` in a child process, for tests that kill or restart it. Its
+    output goes to a file (a pipe nobody reads would block a chatty server) and is shown when it
+    does not become ready."""
 
     def __init__(self, port: int, *extra: str, instance: str | None = None) -> None:
         self.port = port
         self.args = [sys.executable, "-m", "executor", "serve", "--port", str(port),
                      "--pool-size", "2", "--instance", instance or f"pytest-{port}", *extra]
         self.proc: subprocess.Popen | None = None
+        self.log = Path(tempfile.mkstemp(prefix=f"server-{port}-", suffix=".log")[1])
 
     def start(self, wait: bool = True) -> ServerProcess:
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "SELFALIGN_LOG_LEVEL": "INFO"})
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                         env={**os.environ, "SELFALIGN_LOG_LEVEL": "INFO"})
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        with Client(f"127.0.0.1:{self.port}", retry_timeout_s=timeout) as c:
-            c.wait_until_ready(timeout)
+        try:
+            with Client(f"127.0.0.1:{self.port}", retry_timeout_s=timeout) as c:
+                c.wait_until_ready(timeout)
+        except Exception as exc:
+            raise AssertionError(f"server on port {self.port} not ready ({exc}); its output:\n"
+                                 f"{self.output()[-4000:]}") from None
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -93,11 +101,11 @@ class ServerProcess:
 
     def terminate(self, timeout: float = 60.0) -> str:
         self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=timeout)
-        return out
+        self.proc.wait(timeout=timeout)
+        return self.output()
 
     def output(self) -> str:
-        return self.proc.stdout.read() if self.proc and self.proc.stdout else ""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 @pytest.fixture
