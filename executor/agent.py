@@ -7,8 +7,9 @@ interpreter, so a job costs a fork (about a millisecond) instead of a Python sta
 start, before any job, which never receives a job's code, input or output (only the job's pipe
 descriptors, and the command to fork). So nothing a job does to the interpreter reaches the next
 job, and no job's data is in a later job's memory, not even in freed buffers (the agent's own heap
-holds every job it parsed). The zygote double-forks, so each job is the agent's child (PID 1
-adopts it) and the agent times, waits for and measures it as before.
+holds every job it parsed). The zygote forks each job with clone(CLONE_PARENT), so the job is
+the agent's own child (where the kernel refuses that, it double-forks and PID 1 adopts the job),
+and the agent times, waits for and measures it as before.
 
 Why PID 1: the kernel delivers no signal to a namespace's init unless init installed a
 handler, so a program's `os.kill(os.getppid(), 9)` or `os.kill(-1, 9)` cannot kill the agent,
@@ -95,6 +96,7 @@ AGENT_UID = 10001
 AGENT_CAPS = {"CHOWN": 0, "FOWNER": 3, "KILL": 5, "SETGID": 6, "SETUID": 7, "SETPCAP": 8}
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _LIBC = ctypes.CDLL(None, use_errno=True)   # opened once: jobs call into it on every fork
+_PYLIBC = ctypes.PyDLL(None)   # the same library, called with the GIL held (for clone)
 _RLIMITS = tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 AF_VSOCK, EAFNOSUPPORT, ENOSYS = 40, 97, 38
@@ -424,17 +426,22 @@ def _start_zygote() -> None:
     if pid == 0:
         ours.close()
         try:
+            global _clone_parent_works
             _empty_bounding_set()
-            _zygote_loop(theirs)
+            probe = _probe_clone_parent()
+            _clone_parent_works = probe > 0
+            _zygote_loop(theirs, probe)
         finally:
             os._exit(0)
     theirs.close()
     _zygote_pid, _zygote_sock = pid, ours
     _zygote_baseline = _zygote_state()
+    if _zygote_baseline and _zygote_baseline.get("probe"):
+        os.waitpid(_zygote_baseline["probe"], 0)   # the zygote's probe of clone(CLONE_PARENT)
 
 
-def _zygote_loop(sock: socket.socket) -> None:
-    """The zygote: fork a job on request (double fork, so the agent adopts it), report its own
+def _zygote_loop(sock: socket.socket, probe: int = 0) -> None:
+    """The zygote: fork a job on request (as the agent's child), report its own
     state, or kill every process but the agent and itself."""
     script = os.path.join(WORK_DIR, SCRIPT_NAME)
     while True:
@@ -442,13 +449,20 @@ def _zygote_loop(sock: socket.socket) -> None:
         if not msg:
             return
         if msg == b"state":
-            sock.send(json.dumps(_own_state()).encode())
+            sock.send(json.dumps({**_own_state(), "probe": probe}).encode())
         elif msg == b"kill":
             try:
                 os.kill(-1, signal.SIGKILL)   # spares init (the agent) and the caller (us)
             except OSError:
                 pass
             sock.send(b"ok")
+        elif msg == b"run" and _clone_parent_works:
+            pid = _fork_as_sibling()
+            if pid == 0:
+                _child(script, None, *fds)   # never returns
+            for fd in fds:
+                os.close(fd)
+            sock.send(str(pid).encode() if pid > 0 else b"0")
         elif msg == b"run":
             r, w = os.pipe()
             go_r, go_w = os.pipe()   # the job starts when the middle process is gone, reaped too
@@ -477,6 +491,48 @@ def _zygote_loop(sock: socket.socket) -> None:
             for fd in (go_r, go_w, *fds):
                 os.close(fd)
             sock.send(answer if int(answer) > 0 else b"0")
+
+
+CLONE_PARENT, SIGCHLD_SIGNAL = 0x00008000, 17
+CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220}
+_clone_parent_works = False   # set in the zygote at start when the kernel allows it
+
+
+def _fork_as_sibling() -> int:
+    """fork(), except that the new process is the agent's child, not the zygote's
+    (clone(CLONE_PARENT)): no middle process to fork, exit and reap for every job. CPython's own
+    before- and after-fork steps run around it, as os.fork() runs them; the zygote has one
+    thread, so no lock can be held across it. The GIL stays held (PyDLL), as in os.fork()."""
+    nr = CLONE_SYSCALL.get(os.uname().machine)
+    if nr is None:
+        return -1
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _PYLIBC.syscall(ctypes.c_long(nr), ctypes.c_ulong(CLONE_PARENT | SIGCHLD_SIGNAL), 0, 0, 0, 0)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+    else:
+        api.PyOS_AfterFork_Parent()
+    return pid if pid >= 0 else -1
+
+
+def _probe_clone_parent() -> int:
+    """Whether clone(CLONE_PARENT) works here and makes a process whose parent is the agent: the
+    probe's pid when it does (it exited at once; the agent reaps it), else 0."""
+    r, w = os.pipe()
+    pid = _fork_as_sibling()
+    if pid == 0:
+        os.write(w, b"1" if os.getppid() == 1 else b"0")
+        os._exit(0)
+    os.close(w)
+    works = pid > 0 and os.read(r, 1) == b"1"
+    os.close(r)
+    if pid > 0 and not works:
+        try:
+            os.waitpid(pid, 0)   # it is the zygote's own child after all
+        except ChildProcessError:
+            pass
+    return pid if works else 0
 
 
 def _zygote_ask(message: bytes, fds: list[int] | None = None) -> bytes | None:
@@ -509,10 +565,11 @@ def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
     # Start only once the zygote has reaped its middle process (so the agent has adopted the
     # job): until then the job would see it, even as a zombie, and an extra process is not what
     # a fresh script sees.
-    try:
-        os.read(go_r, 1)
-    except OSError:
-        pass
+    if go_r is not None:
+        try:
+            os.read(go_r, 1)
+        except OSError:
+            pass
     try:
         os.setsid()
         os.dup2(stdin_fd, 0)
