@@ -370,14 +370,14 @@ def run_job(job: dict) -> dict:
 
     if status is None:
         status, reason = _classify(exit_code, sig, outcome_text, oom_killed)
+    elif status == "OUTPUT_LIMIT" and exited_at is not None and exit_code is not None:
+        reason += f" (then exited with code {exit_code})"
     peak_kib = rusage.ru_maxrss if rusage else 0
     if status != "TIMEOUT" and memory_mb and peak_kib > memory_mb * 1024:
         # The container has room for the agent's buffers beyond the program's limit (see
         # sandbox.py); a program that used that room still went over its own limit.
         status, reason = "MEMORY_LIMIT", (
             f"exceeded the memory limit (peak {peak_kib / 1024:.0f} MiB, limit {memory_mb} MiB)")
-    elif status == "OUTPUT_LIMIT" and exited_at is not None and exit_code is not None:
-        reason += f" (then exited with code {exit_code})"
 
     clean = (clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
              and _own_state() == _baseline and _zygote_state() == _zygote_baseline)
@@ -494,7 +494,7 @@ def _zygote_loop(sock: socket.socket, probe: int = 0) -> None:
 
 
 CLONE_PARENT, SIGCHLD_SIGNAL = 0x00008000, 17
-CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220}
+CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)   # None: no clone, double fork
 _clone_parent_works = False   # set in the zygote at start when the kernel allows it
 
 
@@ -503,12 +503,11 @@ def _fork_as_sibling() -> int:
     (clone(CLONE_PARENT)): no middle process to fork, exit and reap for every job. CPython's own
     before- and after-fork steps run around it, as os.fork() runs them; the zygote has one
     thread, so no lock can be held across it. The GIL stays held (PyDLL), as in os.fork()."""
-    nr = CLONE_SYSCALL.get(os.uname().machine)
-    if nr is None:
+    if CLONE_SYSCALL is None:
         return -1
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
-    pid = _PYLIBC.syscall(ctypes.c_long(nr), ctypes.c_ulong(CLONE_PARENT | SIGCHLD_SIGNAL), 0, 0, 0, 0)
+    pid = _PYLIBC.syscall(ctypes.c_long(CLONE_SYSCALL), ctypes.c_ulong(CLONE_PARENT | SIGCHLD_SIGNAL), 0, 0, 0, 0)
     if pid == 0:
         api.PyOS_AfterFork_Child()
     else:

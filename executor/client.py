@@ -29,7 +29,7 @@ import grpc
 import grpc.aio
 
 from executor.cache import ResultCache
-from executor.jobs import ExecutionResult, Limits, Program, Status
+from executor.jobs import SERVICE_NAME, ExecutionResult, Limits, Program, Status
 from executor.v1 import executor_pb2 as pb
 from executor.v1 import executor_pb2_grpc as pb_grpc
 
@@ -120,14 +120,10 @@ def is_balanced(target: str) -> bool:
     return target.startswith(BALANCED_SCHEMES)
 
 
-def balanced_service_config() -> str:
-    """round_robin over the name's backends, with the standard health service deciding which
-    of them are eligible (the server reports NOT_SERVING without a Docker engine)."""
-    from executor.v1 import executor_pb2
-
-    service = executor_pb2.DESCRIPTOR.services_by_name["Executor"].full_name
-    return json.dumps({"loadBalancingConfig": [{"round_robin": {}}],
-                       "healthCheckConfig": {"serviceName": service}})
+# round_robin over the name's backends, with the standard health service deciding which of them
+# are eligible (the server reports NOT_SERVING without a Docker engine).
+BALANCED_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}],
+                                      "healthCheckConfig": {"serviceName": SERVICE_NAME}})
 
 
 def split_targets(targets: str | Iterable[str]) -> list[str]:
@@ -172,7 +168,7 @@ class AsyncClient:
             options = _CHANNEL_OPTIONS + cfg.extra_channel_options
             lanes = 1
             if is_balanced(target):
-                options = options + [("grpc.service_config", balanced_service_config())]
+                options = options + [("grpc.service_config", BALANCED_SERVICE_CONFIG)]
                 lanes = cfg.streams_per_balanced_target
             self._lanes.extend([index] * lanes)
             if cfg.tls_root_cert or cfg.tls_client_cert:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from executor.v1 import executor_pb2 as pb
 
+# The gRPC service name: health checks, probes and client-side load balancing ask for it.
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Executor"].full_name
+
 
 class Status(enum.StrEnum):
     PASSED = "PASSED"

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from executor import __version__
 from executor.image import ensure_sandbox_image
-from executor.jobs import ExecutionResult, Limits, Program
+from executor.jobs import SERVICE_NAME, ExecutionResult, Limits, Program
 from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
 from executor.metrics import Metrics
 from executor.pool import Pool, Unavailable
@@ -34,7 +34,6 @@ from executor.v1 import executor_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Executor"].full_name
 API_VERSION = "v1"
 # Far above max_code_bytes + max_stdin_bytes, so an oversized program reaches the servicer
 # and gets a clear INVALID_ARGUMENT instead of a transport error.

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from executor.server import SERVICE_NAME
+from executor.jobs import SERVICE_NAME
 
 MANIFESTS = sorted((Path(__file__).resolve().parent.parent / "deploy" / "kubernetes").glob("*.yaml"))
 K8S_VERSION = "1.30.0"
