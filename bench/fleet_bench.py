@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from executor.bench import humaneval_programs  # noqa: E402
 from executor.client import Client  # noqa: E402
-from executor.humaneval import canonical_programs, load_problems, wrong_programs  # noqa: E402
 
 
 def free_port() -> int:
@@ -60,8 +60,7 @@ def main() -> int:
     ap.add_argument("--copies", type=int, default=2, help="times the 328-program workload is repeated")
     ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args()
-    problems = load_problems()
-    base = canonical_programs(problems) + wrong_programs(problems)
+    base = humaneval_programs()
     programs = [dataclasses.replace(p, id=f"{copy}:{p.id}") for copy in range(args.copies) for p in base]
     rows = []
     for count in [int(x) for x in args.servers.split(",")]:

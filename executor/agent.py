@@ -42,6 +42,7 @@ from __future__ import annotations
 import atexit
 import base64
 import ctypes
+import dataclasses
 import gc
 import json
 import os
@@ -57,6 +58,11 @@ import threading
 import time
 import traceback
 import types
+
+if __package__:   # imported on the host, for its constants
+    from executor import protocol
+else:             # run as a script in the sandbox, with protocol.py beside it
+    import protocol
 
 WORK_DIR = "/tmp/work"
 HOME_DIR = "/tmp/home"
@@ -145,29 +151,28 @@ def main() -> None:
     _baseline = _own_state()
     _start_zygote()   # before the first job line is read: the zygote never holds job data
     out = sys.stdout.buffer
-    _send(out, {"ready": True, "python": sys.version.split()[0], "pid": os.getpid(),
-                "agent_uid": os.getuid(), "job_uid": _job_uid})
+    _send(out, protocol.Hello(ready=True, python=sys.version.split()[0], pid=os.getpid(),
+                              agent_uid=os.getuid(), job_uid=_job_uid))
     for line in sys.stdin.buffer:
         if not line.strip():
             continue
         try:
-            job = json.loads(line)
-            reply = run_job(job)
+            reply = run_job(protocol.decode(line))  # type: ignore[arg-type]
         except Exception as exc:  # the agent must answer every job, even a malformed one
-            reply = {"id": None, "agent_error": f"{type(exc).__name__}: {exc}", "clean": False}
+            reply = protocol.Reply(id=None, agent_error=f"{type(exc).__name__}: {exc}", clean=False)
             try:
-                job = json.loads(line)
+                job = protocol.decode(line)
                 reply["id"], reply["nonce"] = job.get("id"), job.get("nonce")
             except Exception:
                 pass
         _send_reply(out, reply)
 
 
-def _send_reply(out, reply: dict) -> None:
+def _send_reply(out, reply: protocol.Reply) -> None:
     """Write a reply whose output streams are written as base64 in pieces straight from their
     buffers: built whole (bytes, base64, str, JSON, encoded line) a reply took about six times
     the output's size, all of it counted against the job's memory."""
-    streams = {key: reply.pop(key) for key in ("stdout_b64", "stderr_b64") if key in reply}
+    streams = {key: reply.pop(key) for key in protocol.OUTPUT_KEYS if key in reply}
     head = json.dumps(reply, separators=(",", ":")).encode()
     out.write(head[:-1])
     for key, buf in streams.items():
@@ -181,8 +186,8 @@ def _send_reply(out, reply: dict) -> None:
     out.flush()
 
 
-def _send(out, message: dict) -> None:
-    out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+def _send(out, message: protocol.Hello) -> None:
+    out.write(protocol.encode(message))
     out.flush()
 
 
@@ -245,14 +250,67 @@ def _make_undumpable() -> None:
         pass
 
 
-def run_job(job: dict) -> dict:
+@dataclasses.dataclass
+class _Watched:
+    """What watching a running job saw: its output, how it ended, and why it was stopped."""
+    stdout: bytearray = dataclasses.field(default_factory=bytearray)
+    stderr: bytearray = dataclasses.field(default_factory=bytearray)
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    status: str | None = None     # set when the agent stopped the job (TIMEOUT, OUTPUT_LIMIT)
+    reason: str = ""
+    exited: bool = False
+    wait_status: int | None = None
+    rusage: resource.struct_rusage | None = None
+    outcomes: list[str] = dataclasses.field(default_factory=list)   # the job's own end message
+
+
+def run_job(job: protocol.Job) -> protocol.Reply:
     """Run one program and describe what happened; never raises for the program's faults."""
     timeout_s = float(job["timeout_s"])
-    cap = int(job["max_output_bytes"])
     memory_mb = int(job.get("memory_mb") or 0)
-    code = job["code"]
-    stdin = base64.b64decode(job.get("stdin_b64") or "")
+    clean_before, stdin_fd = _prepare_files(job["code"], base64.b64decode(job.get("stdin_b64") or ""))
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    _drain_outcomes(None)   # nothing left over from an earlier job counts
+    oom_kills_before = _oom_kill_count()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    start = time.monotonic()
+    pid = _zygote_fork(stdin_fd, out_w, err_w)
+    for fd in (out_w, err_w, stdin_fd):
+        os.close(fd)
+    if pid <= 0:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        return protocol.Reply(id=job.get("id"), nonce=job.get("nonce"), clean=False,
+                              agent_error="the zygote could not start the job" + (" (it is gone)" if pid < 0 else ""))
+    watched = _watch(pid, out_r, err_r, int(job["max_output_bytes"]), start + timeout_s)
+    wall = time.monotonic() - start
+    if watched.status == "TIMEOUT":
+        watched.reason = f"exceeded the wall-clock limit of {timeout_s:g} s"
+    clean_after = _end(pid, watched)
+    for fd in (out_r, err_r):
+        os.close(fd)
+    status, reason, exit_code, sig = _verdict(watched, _oom_kill_count() > oom_kills_before, memory_mb)
+    clean = (clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
+             and _own_state() == _baseline and _zygote_state() == _zygote_baseline)
+    rusage = watched.rusage
+    return protocol.Reply(
+        id=job.get("id"), nonce=job.get("nonce"), status=status, reason=reason, exit_code=exit_code, signal=sig,
+        # bytearrays, encoded as they are written (_send_reply)
+        stdout_b64=watched.stdout, stderr_b64=watched.stderr,  # type: ignore[typeddict-item]
+        stdout_truncated=watched.stdout_truncated, stderr_truncated=watched.stderr_truncated,
+        wall_time_s=round(wall, 6),
+        cpu_time_s=round(rusage.ru_utime + rusage.ru_stime, 6) if rusage else 0.0,
+        peak_memory_mb=round(rusage.ru_maxrss / 1024, 3) if rusage else 0.0,
+        clean=clean,
+    )
 
+
+def _prepare_files(code: str, stdin: bytes) -> tuple[bool, int]:
+    """A fresh work and home directory with the script in it, owned by the job user, and the
+    job's standard input as an unlinked file; (whether the wipe before was clean, stdin fd)."""
     clean_before = _wipe_writable_dirs()
     os.makedirs(WORK_DIR, mode=0o700)
     os.makedirs(HOME_DIR, mode=0o700)
@@ -265,29 +323,17 @@ def run_job(job: dict) -> dict:
     stdin_path = "/tmp/.stdin"
     with open(stdin_path, "wb") as f:
         f.write(stdin)
-
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    _drain_outcomes(None)   # nothing left over from an earlier job counts
     stdin_fd = os.open(stdin_path, os.O_RDONLY)
     os.unlink(stdin_path)
-    oom_kills_before = _oom_kill_count()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    start = time.monotonic()
-    pid = _zygote_fork(stdin_fd, out_w, err_w)
-    for fd in (out_w, err_w, stdin_fd):
-        os.close(fd)
-    if pid <= 0:
-        for fd in (out_r, err_r):
-            os.close(fd)
-        return {"id": job.get("id"), "nonce": job.get("nonce"), "clean": False,
-                "agent_error": "the zygote could not start the job" + (" (it is gone)" if pid < 0 else "")}
+    return clean_before, stdin_fd
 
-    status, reason = None, ""
-    streams = {out_r: bytearray(), err_r: bytearray()}
-    truncated = {out_r: False, err_r: False}
-    outcomes: list[str] = []
+
+def _watch(pid: int, out_r: int, err_r: int, cap: int, deadline: float) -> _Watched:
+    """Collect the job's output until it exits (and its pipes drain), its time is up, or it
+    writes more than `cap` bytes to a stream. Woken by the job's pidfd, its pipes and the
+    outcome socket, so a job that ends at once costs no polling delay."""
+    watched = _Watched()
+    streams = {out_r: watched.stdout, err_r: watched.stderr}
     sel = selectors.DefaultSelector()
     for fd in (out_r, err_r):
         os.set_blocking(fd, False)
@@ -297,23 +343,20 @@ def run_job(job: dict) -> dict:
     pidfd = _pidfd_open(pid)  # readable when the child exits: no polling delay per job
     if pidfd is not None:
         sel.register(pidfd, selectors.EVENT_READ)
-    deadline = start + timeout_s
     exited_at = None
-    wait_status = rusage = None
     while True:
         now = time.monotonic()
         if exited_at is None:
-            done_pid, wait_status, rusage = os.wait4(pid, os.WNOHANG)
+            done_pid, watched.wait_status, watched.rusage = os.wait4(pid, os.WNOHANG)
             if done_pid == pid:
                 exited_at = now
+                watched.exited = True
                 if pidfd is not None:
                     sel.unregister(pidfd)
-        if exited_at is not None and (
-            len(sel.get_map()) <= 1 or now - exited_at > DRAIN_AFTER_EXIT_S
-        ):
-            break  # pipes still held open by leftover children: those are killed below
+        if exited_at is not None and (len(sel.get_map()) <= 1 or now - exited_at > DRAIN_AFTER_EXIT_S):
+            break  # pipes still held open by leftover children: those are killed after
         if exited_at is None and now >= deadline:
-            status, reason = "TIMEOUT", f"exceeded the wall-clock limit of {timeout_s:g} s"
+            watched.status = "TIMEOUT"
             break
         if exited_at is not None:
             wait = DRAIN_AFTER_EXIT_S
@@ -327,7 +370,7 @@ def run_job(job: dict) -> dict:
             if fd == pidfd:
                 continue
             if fd == outcome_fd:
-                _drain_outcomes(pid, outcomes)
+                _drain_outcomes(pid, watched.outcomes)
                 continue
             try:
                 data = os.read(fd, READ_CHUNK)
@@ -340,63 +383,48 @@ def run_job(job: dict) -> dict:
             room = cap - len(buf)
             if len(data) > room:
                 buf += data[:room]
-                truncated[fd] = True
                 name = "stdout" if fd == out_r else "stderr"
-                status, reason = "OUTPUT_LIMIT", f"wrote more than {cap} bytes to {name}"
+                setattr(watched, f"{name}_truncated", True)
+                watched.status, watched.reason = "OUTPUT_LIMIT", f"wrote more than {cap} bytes to {name}"
             else:
                 buf += data
-        if status == "OUTPUT_LIMIT":
+        if watched.status == "OUTPUT_LIMIT":
             break
     sel.close()
     if pidfd is not None:
         os.close(pidfd)
-    wall = time.monotonic() - start
+    return watched
 
-    if exited_at is None:
+
+def _end(pid: int, watched: _Watched) -> bool:
+    """Kill the job if it still runs, and whatever it left behind; True if nothing was left."""
+    if not watched.exited:
         os.kill(pid, signal.SIGKILL)
-        _, wait_status, rusage = os.wait4(pid, 0)
-    clean_after = _kill_leftovers()
-    _drain_outcomes(pid, outcomes)   # what the job sent before it exited
-    for fd in (out_r, err_r):
-        os.close(fd)
-    oom_killed = _oom_kill_count() > oom_kills_before
+        _, watched.wait_status, watched.rusage = os.wait4(pid, 0)
+    clean = _kill_leftovers()
+    _drain_outcomes(pid, watched.outcomes)   # what the job sent before it exited
+    return clean
 
+
+def _verdict(watched: _Watched, oom_killed: bool, memory_mb: int) -> tuple[str, str, int | None, int | None]:
+    """(status, reason, exit code, signal) of a finished job."""
     exit_code = sig = None
-    if os.WIFEXITED(wait_status):
-        exit_code = os.WEXITSTATUS(wait_status)
-    elif os.WIFSIGNALED(wait_status):
-        sig = os.WTERMSIG(wait_status)
-    outcome_text = outcomes[0] if outcomes else ""
-
+    if os.WIFEXITED(watched.wait_status):
+        exit_code = os.WEXITSTATUS(watched.wait_status)
+    elif os.WIFSIGNALED(watched.wait_status):
+        sig = os.WTERMSIG(watched.wait_status)
+    status, reason = watched.status, watched.reason
     if status is None:
-        status, reason = _classify(exit_code, sig, outcome_text, oom_killed)
-    elif status == "OUTPUT_LIMIT" and exited_at is not None and exit_code is not None:
+        status, reason = _classify(exit_code, sig, watched.outcomes[0] if watched.outcomes else "", oom_killed)
+    elif status == "OUTPUT_LIMIT" and watched.exited and exit_code is not None:
         reason += f" (then exited with code {exit_code})"
-    peak_kib = rusage.ru_maxrss if rusage else 0
+    peak_kib = watched.rusage.ru_maxrss if watched.rusage else 0
     if status != "TIMEOUT" and memory_mb and peak_kib > memory_mb * 1024:
         # The container has room for the agent's buffers beyond the program's limit (see
         # sandbox.py); a program that used that room still went over its own limit.
         status, reason = "MEMORY_LIMIT", (
             f"exceeded the memory limit (peak {peak_kib / 1024:.0f} MiB, limit {memory_mb} MiB)")
-
-    clean = (clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
-             and _own_state() == _baseline and _zygote_state() == _zygote_baseline)
-    return {
-        "id": job.get("id"),
-        "nonce": job.get("nonce"),
-        "status": status,
-        "reason": reason,
-        "exit_code": exit_code,
-        "signal": sig,
-        "stdout_b64": streams[out_r],   # bytearrays, encoded as they are written (_send_reply)
-        "stderr_b64": streams[err_r],
-        "stdout_truncated": truncated[out_r],
-        "stderr_truncated": truncated[err_r],
-        "wall_time_s": round(wall, 6),
-        "cpu_time_s": round(rusage.ru_utime + rusage.ru_stime, 6) if rusage else 0.0,
-        "peak_memory_mb": round(rusage.ru_maxrss / 1024, 3) if rusage else 0.0,
-        "clean": clean,
-    }
+    return status, reason, exit_code, sig
 
 
 def _classify(exit_code, sig, outcome: str, oom_killed: bool) -> tuple[str, str]:
@@ -601,6 +629,7 @@ def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
         sys.dont_write_bytecode = True
         sys.argv = [script]
         sys.path[0] = WORK_DIR
+        sys.modules.pop("protocol", None)   # the agent's: a script importing that name finds its own
         sys.stdin = sys.__stdin__ = _text_stream(0, "r", line_buffering=False)
         sys.stdout = sys.__stdout__ = _text_stream(1, "w", line_buffering=False)
         sys.stderr = sys.__stderr__ = _text_stream(2, "w", line_buffering=True, errors="backslashreplace")

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from executor.humaneval import canonical_programs, load_problems, wrong_programs
+from benchmarks.problems import load_benchmark
 from executor.jobs import Limits, Program
 
 TIMEOUT_S = 10.0
@@ -263,13 +263,21 @@ def format_table(reports: list[RunnerReport], baseline: str = "fork", floor: str
     return "\n".join(lines)
 
 
+def humaneval_programs(limit: int | None = None) -> list[Program]:
+    """The workload: each HumanEval problem's canonical solution with its check (must pass), then
+    each with its body replaced by `return None` (a plausible wrong answer: must fail)."""
+    problems = load_benchmark("humaneval").problems[:limit]
+    right = [Program(p.check_program(p.prompt + p.canonical_solution), id=f"{p.task_id}/canonical")
+             for p in problems]
+    wrong = [Program(p.check_program(p.prompt + "    return None\n"), id=f"{p.task_id}/wrong") for p in problems]
+    return right + wrong
+
+
 def main(args) -> int:
-    problems = load_problems()
-    if args.limit:
-        problems = problems[: args.limit]
-    programs = canonical_programs(problems) + wrong_programs(problems)
-    print(f"workload: {len(programs)} HumanEval programs ({len(problems)} canonical + "
-          f"{len(problems)} wrong), concurrency {args.concurrency}, pool {args.pool_size}, "
+    programs = humaneval_programs(args.limit or None)
+    problems = len(programs) // 2
+    print(f"workload: {len(programs)} HumanEval programs ({problems} canonical + "
+          f"{problems} wrong), concurrency {args.concurrency}, pool {args.pool_size}, "
           f"{os.cpu_count()} cores", file=sys.stderr)
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
     reports: list[RunnerReport] = []
@@ -287,7 +295,7 @@ def main(args) -> int:
             from executor.image import ensure_sandbox_image
 
             image = ensure_sandbox_image(docker.from_env())
-            subset = programs[: args.docker_run_limit // 2] + programs[len(problems): len(problems)
+            subset = programs[: args.docker_run_limit // 2] + programs[problems: problems
                                                                         + args.docker_run_limit // 2]
             reports.append(run_docker_run(subset, args.concurrency, image))
         elif name == "fork":

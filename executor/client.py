@@ -323,6 +323,30 @@ class _Pause:
     until: float = 0.0
 
 
+class _Backoff:
+    """One target's retry pacing: exponential, jittered waits after failures, and how long it
+    has been failing (reset by any answer)."""
+
+    def __init__(self, config, loop: asyncio.AbstractEventLoop) -> None:
+        self.config, self.loop = config, loop
+        self.delay = config.backoff_initial_s
+        self.down_since: float | None = None
+
+    def reset(self) -> None:
+        self.delay, self.down_since = self.config.backoff_initial_s, None
+
+    def down_too_long(self) -> bool:
+        """Mark this target as failing (from now, if it was not) and say whether it has been
+        failing longer than the retry timeout."""
+        self.down_since = self.down_since or self.loop.time()
+        return self.loop.time() - self.down_since > self.config.retry_timeout_s
+
+    def next_wait(self) -> float:
+        wait = self.delay * (0.5 + random.random())
+        self.delay = min(self.delay * 2, self.config.backoff_max_s)
+        return wait
+
+
 class _Batch:
     """State of one execute_many call: shared work queue, per-target streams, results."""
 
@@ -436,22 +460,11 @@ class _Batch:
             await self.out.put(exc)
 
     async def _drive_target(self, index: int) -> None:
-        """Keep one stream to target `index` busy until the whole batch is done."""
+        """Keep one stream to target `index` busy until the whole batch is done: open a stream,
+        send and read until it ends, resend what it left unanswered, back off when it broke."""
         client = self.client
         target = client.config.targets[index]
-        loop = asyncio.get_running_loop()
-        delay = client.config.backoff_initial_s
-        down_since: float | None = None
-
-        def give_up(message: str, code) -> bool:
-            if loop.time() - down_since <= client.config.retry_timeout_s:
-                return False
-            self.failed_targets += 1
-            if self.failed_targets == len(client._lanes):
-                self.out.put_nowait(ExecutorError(
-                    f"no executor reachable ({', '.join(client.config.targets)}): {message}", code))
-            return True
-
+        backoff = _Backoff(client.config, asyncio.get_running_loop())
         while not self._finished():
             sent: dict[str, Program] = {}
             pause = _Pause()
@@ -462,34 +475,15 @@ class _Batch:
             # before that never reached a sandbox, so its programs are not charged a failure.
             accepted = asyncio.create_task(call.initial_metadata())
             try:
-                async for resp in call:
-                    if resp.id not in sent:
-                        continue
-                    sent.pop(resp.id)
-                    if resp.HasField("result"):
-                        down_since, delay = None, client.config.backoff_initial_s
-                        await self._emit(resp.id, ExecutionResult.from_proto(resp.result))
-                    elif resp.error.code == grpc.StatusCode.UNAVAILABLE.value[0]:
-                        # The server is up but cannot run programs (e.g. its Docker engine is
-                        # down): hold this target back and let the program go elsewhere.
-                        await self._requeue(resp.id, failure=False)
-                        down_since = down_since or loop.time()
-                        if give_up(resp.error.message, grpc.StatusCode.UNAVAILABLE):
-                            call.cancel()
-                            return
-                        pause.until = loop.time() + delay * (0.5 + random.random())
-                        delay = min(delay * 2, client.config.backoff_max_s)
-                    else:
-                        prog = self.programs.get(resp.id)
-                        await self._emit(resp.id, Rejected(
-                            prog.id if prog else resp.id, _code_name(resp.error.code), resp.error.message))
+                if not await self._read_answers(call, sent, pause, backoff):
+                    return
                 await sender
                 accepted.cancel()
                 for key in list(sent):   # closed without answering them: they go again
                     await self._requeue(key, failure=False)
                 if self._finished():
                     return
-                down_since, delay = None, client.config.backoff_initial_s   # rotated: a new stream
+                backoff.reset()   # rotated: a new stream
             except grpc.aio.AioRpcError as exc:
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
@@ -500,13 +494,11 @@ class _Batch:
                 if not _retryable(exc):
                     await self.out.put(ExecutorError(f"{target}: {exc.details() or exc.code()}", exc.code()))
                     return
-                down_since = down_since or loop.time()
-                if give_up(exc.details() or str(exc.code()), exc.code()):
+                if self._gave_up(backoff, exc.details() or str(exc.code()), exc.code()):
                     return
                 log.info("executor %s stream broke (%s); reconnecting in %.1f s", target,
-                         exc.code().name, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, client.config.backoff_max_s)
+                         exc.code().name, backoff.delay)
+                await asyncio.sleep(backoff.next_wait())
             finally:
                 # Cancelled (Ctrl-C, an early break) or done: no helper task is left pending, so
                 # nothing is destroyed mid-flight or reported as never retrieved.
@@ -515,6 +507,40 @@ class _Batch:
                         helper.cancel()
                 await asyncio.gather(sender, accepted, return_exceptions=True)
                 call.cancel()
+
+    async def _read_answers(self, call, sent: dict[str, Program], pause: _Pause, backoff: _Backoff) -> bool:
+        """Read one stream's answers until it ends; False when this target gives up."""
+        async for resp in call:
+            if resp.id not in sent:
+                continue
+            sent.pop(resp.id)
+            if resp.HasField("result"):
+                backoff.reset()
+                await self._emit(resp.id, ExecutionResult.from_proto(resp.result))
+            elif resp.error.code == grpc.StatusCode.UNAVAILABLE.value[0]:
+                # The server is up but cannot run programs (e.g. its Docker engine is down):
+                # hold this target back and let the program go elsewhere.
+                await self._requeue(resp.id, failure=False)
+                if self._gave_up(backoff, resp.error.message, grpc.StatusCode.UNAVAILABLE):
+                    call.cancel()
+                    return False
+                pause.until = backoff.loop.time() + backoff.next_wait()
+            else:
+                prog = self.programs.get(resp.id)
+                await self._emit(resp.id, Rejected(
+                    prog.id if prog else resp.id, _code_name(resp.error.code), resp.error.message))
+        return True
+
+    def _gave_up(self, backoff: _Backoff, message: str, code) -> bool:
+        """Count a failure of this target; True once it has been down longer than the retry
+        timeout (and, when it was the last target standing, the batch fails with `message`)."""
+        if not backoff.down_too_long():
+            return False
+        self.failed_targets += 1
+        if self.failed_targets == len(self.client._lanes):
+            self.out.put_nowait(ExecutorError(
+                f"no executor reachable ({', '.join(self.client.config.targets)}): {message}", code))
+        return True
 
     async def _send(self, call, sent: dict[str, Program], pause: _Pause, limit: int | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -36,6 +36,7 @@ def _context_files() -> dict[str, bytes]:
     return {
         "Dockerfile": _read("sandbox_image/Dockerfile"),
         "agent.py": _read("agent.py"),
+        "protocol.py": _read("protocol.py"),
     }
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import docker
 import docker.errors
 
+from executor import protocol
 from executor.jobs import ExecutionResult, Program, Status
 from executor.limits import ResolvedLimits
 from executor.sandbox import (
@@ -307,21 +308,14 @@ class Pool:
         )
         return result, keep
 
-    def _ask(self, sandbox: Sandbox, job: _Job) -> dict:
+    def _ask(self, sandbox: Sandbox, job: _Job) -> protocol.Reply:
         """Send the job; the sandbox already has the job's memory limit (see `_run`)."""
         nonce = secrets.token_hex(16)
-        reply = sandbox.run(
-            {
-                "id": job.program.id,
-                "nonce": nonce,
-                "code": job.program.code,
-                "stdin_b64": base64.b64encode(job.program.stdin).decode(),
-                "timeout_s": job.limits.timeout_s,
-                "max_output_bytes": job.limits.max_output_bytes,
-                "memory_mb": job.limits.memory_mb,
-            },
-            timeout_s=job.limits.timeout_s + AGENT_GRACE_S,
-        )
+        request = protocol.Job(
+            id=job.program.id, nonce=nonce, code=job.program.code,
+            stdin_b64=base64.b64encode(job.program.stdin).decode(), timeout_s=job.limits.timeout_s,
+            max_output_bytes=job.limits.max_output_bytes, memory_mb=job.limits.memory_mb)
+        reply = sandbox.run(request, timeout_s=job.limits.timeout_s + AGENT_GRACE_S)
         # The nonce proves the answer came from the agent for this job, not from a program
         # that wrote a forged line into the agent's output (possible where /proc/1/fd is open).
         if reply.get("nonce") != nonce:
@@ -330,7 +324,7 @@ class Pool:
             raise SandboxError(f"agent error: {reply['agent_error']}")
         return reply
 
-    def _result(self, job: _Job, reply: dict) -> ExecutionResult:
+    def _result(self, job: _Job, reply: protocol.Reply) -> ExecutionResult:
         return ExecutionResult(
             id=job.program.id,
             status=Status(reply["status"]),

@@ -11,7 +11,6 @@ multiplexing.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -25,6 +24,7 @@ import docker
 import docker.errors
 from docker.types import LogConfig, Ulimit
 
+from executor import protocol
 from executor.agent import AGENT_CAPS, JOB_ENV
 
 log = logging.getLogger(__name__)
@@ -174,16 +174,15 @@ class Sandbox:
             self.remove()
             raise SandboxError(f"agent did not start: {hello}")
 
-    def run(self, job: dict, timeout_s: float) -> dict:
+    def run(self, job: protocol.Job, timeout_s: float) -> protocol.Reply:
         """Send one job and wait for its answer; SandboxError if none comes in `timeout_s`."""
         if self._sock is None:
             raise SandboxError("sandbox is not running")
         try:
-            self._sock.sendall(json.dumps(job, separators=(",", ":")).encode() + b"\n")
+            self._sock.sendall(protocol.encode(job))
         except OSError as exc:
             raise SandboxError(f"could not send the job to the sandbox: {exc}") from exc
-        reply = self._read_line(time.monotonic() + timeout_s)
-        return reply
+        return self._read_line(time.monotonic() + timeout_s)  # type: ignore[return-value]
 
     def set_memory(self, memory_mb: int) -> None:
         """Change the memory limit in place (a cgroup update, no restart)."""
@@ -235,7 +234,7 @@ class Sandbox:
                 del self._lines[: newline + 1]
                 self._scanned = 0
                 try:
-                    return json.loads(line)
+                    return protocol.decode(line)
                 except ValueError as exc:
                     raise SandboxError(f"agent sent a malformed line: {line[:200]!r}") from exc
             self._read_frame(deadline)

@@ -117,6 +117,99 @@ def client_key(context) -> str:
     return peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
 
 
+class _Stream:
+    """One ExecuteStream call: a reader thread submits requests, finished jobs queue their
+    answers, and the call's thread yields them in completion order.
+
+    A job's slot is held until its result has been handed to gRPC for sending, so a client that
+    stops reading stops the server from reading its requests: memory stays bounded by
+    `max_in_flight` results per stream. Every request id gets exactly one answer.
+    """
+
+    def __init__(self, submit, max_in_flight: int) -> None:
+        self.submit = submit
+        self.out: queue.Queue = queue.Queue()
+        self.slots = threading.BoundedSemaphore(max_in_flight)
+        self.pending: set = set()
+        self.lock = threading.Condition()
+        self.cancelled = threading.Event()
+        self.activity = time.monotonic()
+
+    def read_requests(self, request_iterator) -> None:
+        try:
+            for request in request_iterator:
+                self.activity = time.monotonic()
+                # Back-pressure: stop reading (and so let gRPC flow control stop the client)
+                # while this stream has max_in_flight jobs outstanding.
+                while not self.slots.acquire(timeout=0.5):
+                    if self.cancelled.is_set():
+                        return
+                if self.cancelled.is_set():
+                    self.slots.release()
+                    return
+                try:
+                    fut = self.submit(request)
+                except Exception as exc:
+                    self._refuse(request.id, *status_of(exc))
+                    continue
+                with self.lock:
+                    self.pending.add(fut)
+                fut.add_done_callback(lambda f, rid=request.id: self._finish(rid, f))
+        except grpc.RpcError:
+            pass  # the client went away; cancel() cancels what is queued
+        except Exception:
+            log.exception("stream reader failed")
+        finally:
+            with self.lock:
+                while self.pending and not self.cancelled.is_set():
+                    self.lock.wait(0.5)
+            self.out.put((_END, False))
+
+    def responses(self, context, idle_timeout_s: float) -> Iterator[pb.StreamResponse]:
+        while True:
+            try:
+                item, holds_slot = self.out.get(timeout=1.0)
+            except queue.Empty:
+                with self.lock:
+                    idle = not self.pending and time.monotonic() - self.activity > idle_timeout_s
+                if idle:
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"the stream was idle for {idle_timeout_s:g} s")
+                continue
+            if item is _END:
+                return
+            yield item
+            if holds_slot:
+                self.slots.release()
+
+    def cancel(self) -> None:
+        """The call ended (finished, cancelled or broken): cancel the jobs not yet started."""
+        self.cancelled.set()
+        with self.lock:
+            for fut in list(self.pending):
+                fut.cancel()
+            self.lock.notify_all()
+
+    def _finish(self, request_id: str, fut) -> None:
+        try:
+            resp = pb.StreamResponse(id=request_id, result=fut.result().to_proto())
+        except futures.CancelledError:
+            resp = None
+        except Exception as exc:   # every id gets an answer, whatever failed
+            resp = _stream_error(request_id, *status_of(exc))
+        if resp is not None:
+            self.out.put((resp, True))
+        else:
+            self.slots.release()
+        with self.lock:
+            self.pending.discard(fut)
+            self.activity = time.monotonic()
+            self.lock.notify_all()
+
+    def _refuse(self, request_id: str, code: grpc.StatusCode, message: str) -> None:
+        self.slots.release()
+        self.out.put((_stream_error(request_id, code, message), False))
+
+
 class ExecutorService(pb_grpc.ExecutorServicer):
     def __init__(self, pool: Pool, limits: ServerLimits, runtime: str, max_in_flight_per_stream: int,
                  admission: StreamAdmission | None = None, idle_timeout_s: float = 300.0) -> None:
@@ -171,91 +264,16 @@ class ExecutorService(pb_grpc.ExecutorServicer):
 
     def _stream(self, request_iterator, context, leave) -> Iterator[pb.StreamResponse]:
         context.send_initial_metadata(())   # tells the client the stream was taken
-        # A job's slot is held until its result has been handed to gRPC for sending, so a
-        # client that stops reading stops the server from reading its requests: memory stays
-        # bounded by max_in_flight results per stream.
-        out: queue.Queue = queue.Queue()
-        slots = threading.BoundedSemaphore(self.max_in_flight)
-        pending: set = set()
-        lock = threading.Condition()
-        cancelled = threading.Event()
-        activity = [time.monotonic()]
-
-        def finish(request_id: str, fut) -> None:
-            try:
-                resp = pb.StreamResponse(id=request_id, result=fut.result().to_proto())
-            except futures.CancelledError:
-                resp = None
-            except Exception as exc:   # every id gets an answer, whatever failed
-                resp = _stream_error(request_id, *status_of(exc))
-            if resp is not None:
-                out.put((resp, True))
-            else:
-                slots.release()
-            with lock:
-                pending.discard(fut)
-                activity[0] = time.monotonic()
-                lock.notify_all()
-
-        def refuse(request_id: str, code: grpc.StatusCode, message: str) -> None:
-            slots.release()
-            out.put((_stream_error(request_id, code, message), False))
-
-        def read_requests() -> None:
-            try:
-                for request in request_iterator:
-                    activity[0] = time.monotonic()
-                    # Back-pressure: stop reading (and so let gRPC flow control stop the
-                    # client) while this stream has max_in_flight jobs outstanding.
-                    while not slots.acquire(timeout=0.5):
-                        if cancelled.is_set():
-                            return
-                    if cancelled.is_set():
-                        slots.release()
-                        return
-                    try:
-                        fut = self._submit(request)
-                    except Exception as exc:
-                        refuse(request.id, *status_of(exc))
-                        continue
-                    with lock:
-                        pending.add(fut)
-                    fut.add_done_callback(lambda f, rid=request.id: finish(rid, f))
-            except grpc.RpcError:
-                pass  # the client went away; the callback below cancels what is queued
-            except Exception:
-                log.exception("stream reader failed")
-            finally:
-                with lock:
-                    while pending and not cancelled.is_set():
-                        lock.wait(0.5)
-                out.put((_END, False))
+        stream = _Stream(self._submit, self.max_in_flight)
 
         def on_done() -> None:
-            cancelled.set()
+            stream.cancel()
             leave()
-            with lock:
-                for fut in list(pending):
-                    fut.cancel()
-                lock.notify_all()
 
         context.add_callback(on_done)
-        threading.Thread(target=read_requests, name="stream-reader", daemon=True).start()
-        while True:
-            try:
-                item, holds_slot = out.get(timeout=1.0)
-            except queue.Empty:
-                with lock:
-                    idle = not pending and time.monotonic() - activity[0] > self.idle_timeout_s
-                if idle:
-                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                  f"the stream was idle for {self.idle_timeout_s:g} s")
-                continue
-            if item is _END:
-                return
-            yield item
-            if holds_slot:
-                slots.release()
+        threading.Thread(target=stream.read_requests, args=(request_iterator,), name="stream-reader",
+                         daemon=True).start()
+        yield from stream.responses(context, self.idle_timeout_s)
 
     def GetInfo(self, request, context):
         return self.info()

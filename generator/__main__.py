@@ -1,5 +1,5 @@
-"""Command line: `python -m generator <stage> ...` for one step, `python -m generator run CONFIG`
-for the whole pipeline. Every step reads and writes JSONL and can be resumed after a crash."""
+"""Command line: `python -m generator <stage> ...` for one step, `python -m generator run CONFIG
+[section.key=value ...]` for the whole pipeline. Every step reads and writes JSONL and can be resumed after a crash."""
 
 from __future__ import annotations
 
@@ -8,28 +8,39 @@ import sys
 from pathlib import Path
 
 from executor.cli import make_parser, run_command
-from generator.pipeline import STAGES, Pipeline, PipelineConfig, run_seeds, run_stage
-from generator.stage import file_fingerprint, read_jsonl
+from generator.pipeline import STAGES, Pipeline, PipelineConfig, seeds_steps
+from generator.resources import Resources
+from generator.rows import file_fingerprint, read_jsonl
+from generator.runner import Input, run_stages
+from generator.stage import WHOLE_INPUT
+from generator.stages.seeds import seeds_input
 
 
 def _config(args) -> PipelineConfig:
-    cfg = PipelineConfig.load(args.config) if getattr(args, "config", None) else PipelineConfig()
-    if getattr(args, "seed", None) is not None:
-        cfg.seed = args.seed
-    if getattr(args, "num_proc", None):
-        cfg.num_proc = args.num_proc
-    cfg.progress = not args.no_progress
-    return cfg
+    """The config file (if any), then the `section.key=value` overrides, then the step's flags
+    (each one a named override, kept for the commands people already use)."""
+    flags = list(args.overrides)
+    for value, key in [(getattr(args, "seed", None), "run.seed"), (getattr(args, "num_proc", None), "run.num_proc"),
+                       (getattr(args, "dir", None), "run.dir"), (getattr(args, "ray", None), "cluster.ray"),
+                       (getattr(args, "ray_workers", None), "cluster.workers"),
+                       (getattr(args, "timeout", None), "execute.timeout_s"),
+                       (getattr(args, "concurrency", None), "execute.concurrency"),
+                       (getattr(args, "threshold", None), "dedup.threshold"),
+                       (getattr(args, "dedup_threshold", None), "seeds.dedup_threshold"),
+                       (getattr(args, "source", None), "seeds.source")]:
+        if value is not None:
+            flags.append(f"{key}={json.dumps(value)}")
+    if getattr(args, "executor", None):
+        flags.append(f"execute.executor={json.dumps([t for item in args.executor for t in item.split(',') if t])}")
+    if getattr(args, "benchmark_file", None):
+        flags.append(f"benchmarks.files={json.dumps(args.benchmark_file)}")
+    if args.no_progress:
+        flags.append("run.progress=false")
+    return PipelineConfig.load(getattr(args, "config", None), flags)
 
 
 def cmd_run(args) -> int:
     cfg = _config(args)
-    if args.dir:
-        cfg.dir = args.dir
-    if args.ray is not None:
-        cfg.cluster.ray = args.ray
-    if args.ray_workers is not None:
-        cfg.cluster.workers = args.ray_workers
     stats = Pipeline(cfg).run(until=args.until)
     for s in stats:
         d = s.to_dict()
@@ -41,36 +52,21 @@ def cmd_run(args) -> int:
 
 def cmd_seeds(args) -> int:
     cfg = _config(args)
-    cfg.seeds.source = args.source
-    if args.benchmark_file:
-        cfg.benchmarks.files = args.benchmark_file
-    if args.dedup_threshold is not None:
-        cfg.seeds.dedup_threshold = args.dedup_threshold
-    for s in run_seeds(cfg, args.output):
+    for s in run_stages(seeds_steps(cfg, args.output), seeds_input(cfg.seeds.source), Resources.of(cfg)):
         print(json.dumps(s.to_dict()), file=sys.stderr)
     return 0
 
 
 def cmd_stage(args) -> int:
-    cfg = _config(args)
-    if args.command == "execute":
-        if args.executor:
-            cfg.execute.executor = [t for item in args.executor for t in item.split(",") if t]
-        if args.timeout is not None:
-            cfg.execute.timeout_s = args.timeout
-        if args.concurrency:
-            cfg.execute.concurrency = args.concurrency
-    if args.command == "dedup" and args.threshold is not None:
-        cfg.dedup.threshold = args.threshold
-    if args.command == "decontaminate" and args.benchmark_file:
-        cfg.benchmarks.files = args.benchmark_file
-    if args.command == "export":
-        cfg.dir = str(args.dataset_dir.parent) if args.dataset_dir else str(args.output.parent)
+    from generator.stages import REGISTRY
+
     if args.command in ("concepts", "instructions", "responses") and not args.config:
         print("error: generation steps need --config with a [backend] section", file=sys.stderr)
         return 2
-    pipeline = Pipeline(cfg)
-    stage = pipeline.stage(args.command, args.output)
+    cfg = _config(args)
+    if args.command == "export":
+        cfg.dir = str(args.dataset_dir.parent) if args.dataset_dir else str(args.output.parent)
+    stage = REGISTRY[args.command].from_config(cfg, args.output)
     if args.command == "export" and args.dataset_dir:
         stage.dataset_dir = args.dataset_dir
     rows = list(read_jsonl(args.input))
@@ -79,15 +75,13 @@ def cmd_stage(args) -> int:
             raise ValueError(f"{args.input}: row {i} needs a non-empty string 'id' (every step keys its rows by it)")
     fp = file_fingerprint(args.input)
     if args.shard:
-        from generator.stage import WHOLE_INPUT
-
         if stage.batch_size == WHOLE_INPUT:
             raise ValueError(f"{args.command} needs its whole input at once (it compares rows with each other): "
                              "run it without --shard, on the merged shards")
         index, count = _shard(args.shard)
         rows = [r for i, r in enumerate(rows) if i % count == index]
         fp = f"{fp}:shard{index}/{count}"
-    stats = run_stage(stage, rows, fp, cfg.execute)
+    (stats,) = run_stages([stage], Input(rows, fp), Resources.of(cfg))
     print(json.dumps(stats.to_dict()), file=sys.stderr)
     if args.command == "export" and args.push_to_hub:
         from generator.stages.export import push_to_hub
@@ -128,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--num-proc", type=int, default=None, help="processes for CPU-bound steps")
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+                       help="config overrides, e.g. responses.temperature=0.8 dedup.threshold=0.8")
 
     p = sub.add_parser("run", help="run the whole pipeline from a TOML config")
     p.add_argument("config", type=Path)
@@ -140,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--num-proc", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+               help="config overrides, e.g. responses.temperature=0.8 dedup.threshold=0.8")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("seeds", help="S: extract seed functions from code")

@@ -29,14 +29,15 @@ import dataclasses
 import logging
 import os
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from generator.stage import StageStats
+from generator.resources import Resources
+from generator.stage import Stage, StageStats
+
+if TYPE_CHECKING:
+    from generator.runner import Input
 
 log = logging.getLogger(__name__)
-
-GENERATION_STAGES = ("concepts", "instructions", "responses")
-
 
 @dataclasses.dataclass
 class ClusterConfig:
@@ -66,26 +67,21 @@ def connect(cluster: ClusterConfig):
 
 
 class _Worker:
-    """One generation worker: a pipeline (and its model) in a Ray actor."""
+    """One generation worker in a Ray actor: the model, loaded once, and the stages it runs."""
 
-    def __init__(self, cfg) -> None:
-        from generator.pipeline import Pipeline
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
 
-        cfg = dataclasses.replace(cfg, progress=False)
-        self.pipeline = Pipeline(cfg)
-
-    def run(self, name: str, output: str, rows: list[dict], input_fingerprint: str) -> dict:
-        stage = self.pipeline.stage(name, Path(output))
-        return stage.run(rows, input_fingerprint, total=len(rows)).to_dict()
+    def run(self, stage: Stage, rows: list[dict], input_fingerprint: str) -> dict:
+        return stage.run(rows, input_fingerprint, resources=self.resources).to_dict()
 
 
-def run_stage_on_ray(pipeline, name: str, out: Path, rows: list[dict], input_fingerprint: str) -> StageStats:
-    """Run generation stage `name` over `rows` on the cluster; the result is the one-machine
-    stage's output, checkpoint and stats."""
-    stage = pipeline.stage(name, out)
-    if stage.is_done(input_fingerprint):
-        return stage.run([], input_fingerprint)   # finished before: its stats, nothing redone
-    cluster: ClusterConfig = pipeline.cfg.cluster
+def run_stage_on_ray(stage: Stage, given: Input, cluster: ClusterConfig, resources: Resources) -> StageStats:
+    """Run `stage` over its input on the cluster; the result is the one-machine stage's
+    output, checkpoint and stats."""
+    if stage.is_done(given.fingerprint):
+        return stage.run([], given.fingerprint)   # finished before: its stats, nothing redone
+    rows = list(given.rows)
     ray = connect(cluster)
     gpus = float(ray.cluster_resources().get("GPU", 0))
     per_worker = cluster.gpus_per_worker if gpus else 0.0
@@ -93,14 +89,17 @@ def run_stage_on_ray(pipeline, name: str, out: Path, rows: list[dict], input_fin
     workers = max(1, min(workers, len(rows) or 1))
     size = -(-len(rows) // workers) if rows else 0
     parts = [rows[k * size:(k + 1) * size] for k in range(workers)]
-    paths = [out.with_name(f"{out.stem}.part-{k}-of-{workers}.jsonl") for k in range(workers)]
-    log.info("%s: %d rows on %d Ray workers (%g GPU each)", name, len(rows), workers, per_worker)
+    out = stage.output
+    finished = [stage.with_output(out.with_name(f"{out.stem}.part-{k}-of-{workers}.jsonl"), progress=False)
+                for k in range(workers)]
+    log.info("%s: %d rows on %d Ray workers (%g GPU each)", stage.name, len(rows), workers, per_worker)
     actor = ray.remote(num_gpus=per_worker, num_cpus=1)(_Worker)
     started = time.monotonic()
-    handles = [actor.remote(pipeline.cfg) for _ in range(workers)]
+    # Each worker makes its own model from the config; a backend object is not sent.
+    handles = [actor.remote(Resources(backend_config=resources.backend_config)) for _ in range(workers)]
     try:
-        results = ray.get([h.run.remote(name, str(p), part, f"{input_fingerprint}:part{k}/{workers}")
-                           for k, (h, p, part) in enumerate(zip(handles, paths, parts, strict=True))])
+        results = ray.get([h.run.remote(part_stage, part, f"{given.fingerprint}:part{k}/{workers}")
+                           for k, (h, part_stage, part) in enumerate(zip(handles, finished, parts, strict=True))])
     finally:
         for h in handles:
             ray.kill(h)
@@ -111,6 +110,5 @@ def run_stage_on_ray(pipeline, name: str, out: Path, rows: list[dict], input_fin
         stats.dropped.update(r.dropped)
         stats.notes.update(r.notes)
     stats.seconds = time.monotonic() - started
-    finished = [pipeline.stage(name, p) for p in paths]
-    stage.adopt(finished, input_fingerprint, stats, consumed=len(rows))
+    stage.adopt(finished, given.fingerprint, stats, consumed=len(rows))
     return stats

@@ -15,24 +15,27 @@ and key), so a typo fails before any model is loaded. Stages that a profile swit
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import tomllib
 import types
 import typing
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from generator.backends import Backend, BackendConfig, make_backend
-from generator.cluster import GENERATION_STAGES, ClusterConfig
-from generator.stage import Stage, StageStats, file_fingerprint, read_jsonl
+from generator.backends import Backend, BackendConfig
+from generator.cluster import ClusterConfig
+from generator.resources import Resources
+from generator.runner import run_stages
+from generator.stage import Stage, StageStats
 from generator.stages.dedup import DedupConfig
+from generator.stages.execute import ExecuteConfig
+from generator.stages.export import Export, write_card
 from generator.stages.generation import GenerationConfig
 from generator.stages.instructions import InstructionsConfig
 from generator.stages.sanitize import RewriteConfig
+from generator.stages.seeds import seeds_input
 from generator.stages.select import SelectConfig
 
 STAGES = ("seeds", "concepts", "instructions", "responses", "execute", "check_format", "select", "dedup",
@@ -59,16 +62,6 @@ class SeedsConfig:
     judge_temperature: float = 0.0
     judge_max_new_tokens: int = 5
     judge_k: int = 6             # few-shot examples in the judge prompt
-
-
-@dataclass
-class ExecuteConfig:
-    executor: list[str] = field(default_factory=list)   # empty: an embedded executor
-    timeout_s: float | None = None
-    memory_mb: int | None = None
-    concurrency: int = 64
-    pool_size: int | None = None
-    drop_interactive_main: bool = True   # remove `if __name__ == "__main__":` blocks that read stdin
 
 
 @dataclass
@@ -117,17 +110,22 @@ class PipelineConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @classmethod
-    def load(cls, path: str | Path) -> PipelineConfig:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read the config: {exc.strerror}") from None
+    def load(cls, path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+        """The config in the TOML file `path` (or the defaults, without one), with `overrides`
+        (`section.key=value`, the value in TOML syntax or a bare string) applied over it."""
+        data: dict = {}
+        if path is not None:
+            try:
+                data = tomllib.loads(Path(path).read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"{path}: not valid TOML: {exc}") from None
+            except OSError as exc:
+                raise ValueError(f"{path}: cannot read the config: {exc.strerror}") from None
+        apply_overrides(data, overrides)
         try:
             return cls.from_dict(data)
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ValueError(f"{path}: {exc}" if path is not None else str(exc)) from None
 
     @classmethod
     def from_dict(cls, data: dict) -> PipelineConfig:
@@ -147,6 +145,28 @@ class PipelineConfig:
             hints = typing.get_type_hints(cls)
             setattr(cfg, name, _build(hints[name], value, name, base=getattr(cfg, name)))
         return cfg
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Set `section.key=value` items in a config's tables (torchtune's command-line pattern):
+    `responses.temperature=0.8`, `run.dir=runs/b`, `instructions.categories.class=0`. A value is
+    read as TOML (numbers, booleans, quoted strings, arrays, inline tables), else as a string."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        path = key.strip().split(".")
+        if not sep or len(path) < 2 or not all(path):
+            raise ValueError(f"override {item!r}: expected section.key=value, like responses.temperature=0.8")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        table = data
+        for i, part in enumerate(path[:-1]):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"override {item!r}: {'.'.join(path[:i + 1])} is not a table")
+        table[path[-1]] = value
+    return data
 
 
 def _check_type(value, hint, where: str) -> None:
@@ -198,61 +218,34 @@ def _build(cls, data: dict, section: str, only: tuple[str, ...] | None = None, b
         raise ValueError(f"[{section}]: {exc}") from None
 
 
-@contextlib.contextmanager
-def executor_client(cfg: ExecuteConfig, cache_path: str | None = None) -> Iterator:
-    """A client for the configured executors, or for an embedded one started here. With a
-    `cache_path`, every result is kept as it arrives, so a batch cut short (Ctrl-C, a crash)
-    does not run its finished programs again."""
-    from executor.embedded import connect
-
-    with connect(cfg.executor, cfg.pool_size, cache_path=cache_path) as client:
-        yield client
-
-
-def run_stage(stage: Stage, rows: list[dict], input_fingerprint: str, execute: ExecuteConfig) -> StageStats:
-    """Run one stage on its rows. The execute stage gets an executor client (remote, or an
-    embedded executor started here) only when it has work left, so a finished run starts none."""
-    from generator.stages.execute import Execute
-
-    if isinstance(stage, Execute) and not stage.is_done(input_fingerprint):
-        cache = stage.output.with_name(stage.output.stem + ".results.sqlite")
-        with executor_client(execute, str(cache)) as client:
-            stage.client = client
-            return stage.run(rows, input_fingerprint, total=len(rows))
-    return stage.run(rows, input_fingerprint, total=len(rows))
-
-
-def assets_fingerprint() -> str:
-    """A hash of the prompt assets the generation stages read (examples and preambles), so that
-    editing them re-runs those stages instead of reusing their old output."""
-    import hashlib
-    from importlib import resources
-
-    from generator.prompts import PREAMBLE
-    from generator.stages.judge import PREAMBLE as JUDGE_PREAMBLE
-
-    h = hashlib.sha256((resources.files("generator.prompts") / "examples.toml").read_bytes())
-    h.update(json.dumps([PREAMBLE, JUDGE_PREAMBLE], sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
 class Pipeline:
+    """The pipeline's stages, configured from one `PipelineConfig`, run by the one runner."""
+
     def __init__(self, cfg: PipelineConfig, backend: Backend | None = None) -> None:
         self.cfg = cfg
         self.dir = Path(cfg.dir)
-        self._backend = backend
-
-    @property
-    def backend(self) -> Backend:
-        if self._backend is None:
-            self._backend = make_backend(self.cfg.backend)
-        return self._backend
+        self.resources = Resources.of(cfg, backend)
 
     def path(self, index: int, name: str) -> Path:
         return self.dir / f"{index:02d}-{name}.jsonl"
 
     def enabled(self, name: str) -> bool:
         return name not in OPTIONAL_STAGES or getattr(self.cfg, name).enabled
+
+    def plan(self, until: str | None = None) -> list[Stage]:
+        """Every enabled stage in order, each writing `NN-name.jsonl` (the seeds steps first)."""
+        from generator.stages import REGISTRY
+
+        if until is not None and until not in STAGES:
+            raise ValueError(f"unknown stage {until!r} (stages: {', '.join(STAGES)})")
+        stages: list[Stage] = []
+        for index, name in enumerate(STAGES, 1):
+            if self.enabled(name):
+                out = self.path(index, name)
+                stages += seeds_steps(self.cfg, out) if name == "seeds" else [REGISTRY[name].from_config(self.cfg, out)]
+            if until == name:
+                break
+        return stages
 
     def run(self, until: str | None = None) -> list[StageStats]:
         """Run (or resume) every enabled stage. The run directory gets `run.log` (appended to
@@ -273,7 +266,8 @@ class Pipeline:
         root.addHandler(handler)
         log.info("run started in %s", self.dir)
         try:
-            return self._run(until)
+            return run_stages(self.plan(until), seeds_input(self.cfg.seeds.source), self.resources,
+                              after_each=self._after_stage, cluster=self.cfg.cluster)
         finally:
             log.info("run stopped")
             root.removeHandler(handler)
@@ -282,141 +276,27 @@ class Pipeline:
             for h, level in console:
                 h.setLevel(level)
 
-    def _run(self, until: str | None) -> list[StageStats]:
-        all_stats: list[StageStats] = []
-        previous: Path | None = None
-        for index, name in enumerate(STAGES, 1):
-            if self.enabled(name):
-                out = self.path(index, name)
-                if name == "seeds":
-                    judge_backend = self.backend if self.cfg.seeds.judge else None
-                    all_stats += run_seeds(self.cfg, out, backend=judge_backend)
-                elif name in GENERATION_STAGES and self.cfg.cluster.ray:
-                    from generator.cluster import run_stage_on_ray
-
-                    rows = list(read_jsonl(previous))
-                    all_stats.append(run_stage_on_ray(self, name, out, rows, file_fingerprint(previous)))
-                else:
-                    rows = list(read_jsonl(previous))
-                    stage = self.stage(name, out)
-                    all_stats.append(run_stage(stage, rows, file_fingerprint(previous), self.cfg.execute))
-                log.info("%s: %s", name, json.dumps(all_stats[-1].to_dict()))
-                previous = out
-                self.write_summary(all_stats)
-                if name == "export":
-                    from generator.stages.export import write_card
-
-                    write_card(self.dir / "dataset", all_stats[-1].rows_out, dataclasses.asdict(self.cfg),
-                               [s.to_dict() for s in all_stats])
-            if until == name:
-                break
-        return all_stats
-
-    def stage(self, name: str, out: Path) -> Stage:
-        """The configured stage `name`, writing to `out`. Its fingerprint config holds every
-        setting and asset that changes its output."""
-        from generator.benchmarks import ContaminationIndex, benchmarks_fingerprint, load_benchmarks
-        from generator.stages.concepts import Concepts
-        from generator.stages.decontaminate import Decontaminate
-        from generator.stages.dedup import Dedup
-        from generator.stages.execute import Execute
-        from generator.stages.export import Export
-        from generator.stages.instructions import Instructions
-        from generator.stages.responses import Responses
-        from generator.stages.sanitize import CheckFormat, Rewrite, RewriteConfig
-        from generator.stages.select import Select
-
-        cfg, progress = self.cfg, self.cfg.progress
-        gen_stages = {"concepts": Concepts, "instructions": Instructions, "responses": Responses}
-        if name in gen_stages:
-            gen = getattr(cfg, name)
-            conf = {"section": vars(gen), "backend": vars(cfg.backend), "seed": cfg.seed,
-                    "assets": assets_fingerprint()}
-            return gen_stages[name](out, self.backend, gen, cfg.seed, conf, progress)
-        if name == "execute":
-            ex = cfg.execute
-            return Execute(out, None, ex.timeout_s, ex.memory_mb, ex.concurrency,
-                           {"timeout_s": ex.timeout_s, "memory_mb": ex.memory_mb,
-                            "drop_interactive_main": ex.drop_interactive_main}, progress,
-                           drop_interactive=ex.drop_interactive_main)
-        if name == "check_format":
-            return CheckFormat(out, {}, progress)
-        if name == "select":
-            return Select(out, cfg.select, vars(cfg.select), progress)
-        if name == "dedup":
-            dcfg = DedupConfig(**{k: v for k, v in vars(cfg.dedup).items() if k != "enabled"})
-            dcfg.num_proc = max(dcfg.num_proc, cfg.num_proc)
-            return Dedup(out, dcfg, {k: v for k, v in vars(dcfg).items() if k != "num_proc"}, progress)
-        if name == "rewrite":
-            rcfg = RewriteConfig(**{k: v for k, v in vars(cfg.rewrite).items() if k != "enabled"})
-            return Rewrite(out, rcfg, vars(rcfg), progress)
-        if name == "decontaminate":
-            b = cfg.benchmarks
-            index = ContaminationIndex(load_benchmarks(b.builtin, b.files))
-            return Decontaminate(out, index, {"benchmarks": benchmarks_fingerprint(b.builtin, b.files)}, progress)
-        if name == "export":
-            return Export(out, self.dir / "dataset", {}, progress)
-        raise ValueError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
-
-    def write_summary(self, all_stats: list[StageStats]) -> None:
+    def _after_stage(self, stage: Stage, all_stats: list[StageStats]) -> None:
+        log.info("%s: %s", stage.name, json.dumps(all_stats[-1].to_dict()))
         summary = [s.to_dict() for s in all_stats]
         (self.dir / "stats.json").write_text(json.dumps(summary, indent=2) + "\n")
         funnel_chart(all_stats, self.dir / "funnel.png")
+        if isinstance(stage, Export):
+            write_card(stage.dataset_dir, all_stats[-1].rows_out, dataclasses.asdict(self.cfg), summary)
 
 
-def run_seeds(cfg: PipelineConfig, out: Path, progress: bool | None = None,
-              backend: Backend | None = None) -> list[StageStats]:
-    """seeds = extract (filters), dedup, then the optional type check and model judge."""
-    from generator.benchmarks import ContaminationIndex, benchmarks_fingerprint, load_benchmarks
-    from generator.minhash import MinHashParams
-    from generator.stages.seeds import DedupSeeds, ExtractSeeds, SeedFilter, iter_sources
+def seeds_steps(cfg: PipelineConfig, out: Path) -> list[Stage]:
+    """seeds = extract (filters) and dedup, then the optional type check and model judge; the
+    last of them writes `out`, the others files beside it."""
+    from generator.stages import REGISTRY
 
-    progress = cfg.progress if progress is None else progress
-    s, b = cfg.seeds, cfg.benchmarks
-    if not s.source:
-        raise ValueError("[seeds] source is required (a folder, a .py/.jsonl/.parquet file or a dataset name)")
-    # Seeds are checked as the original did: benchmark strings as they are (case-sensitive).
-    index = ContaminationIndex(load_benchmarks(b.builtin, b.files), case_sensitive=True)
-    seed_filter = SeedFilter(max_lines=s.max_lines, contamination=index, rules=s.rules)
-    candidates = out.with_name(out.stem + ".candidates.jsonl")
-    extract = ExtractSeeds(candidates, seed_filter, {"max_lines": s.max_lines, "rules": s.rules,
-                                                     "benchmarks": benchmarks_fingerprint(b.builtin, b.files)},
-                           progress, cfg.num_proc)
-    source_fp = _source_fingerprint(s.source)
-    extract_stats = extract.run(iter_sources(s.source), source_fp)
-    extra_steps = [name for name, on in (("typecheck", s.typecheck), ("judge", s.judge)) if on]
-    deduped = out.with_name(out.stem + "-dedup.jsonl") if extra_steps else out
-    dedup = DedupSeeds(deduped, MinHashParams(threshold=s.dedup_threshold), cfg.num_proc,
-                       {"threshold": s.dedup_threshold}, progress)
-    rows = list(read_jsonl(candidates))
-    all_stats = [extract_stats, dedup.run(rows, file_fingerprint(candidates), total=len(rows))]
-    current = deduped
-    for i, name in enumerate(extra_steps):
-        target = out if i == len(extra_steps) - 1 else out.with_name(f"{out.stem}-{name}.jsonl")
-        if name == "typecheck":
-            from generator.stages.seeds import TypecheckSeeds
-
-            stage = TypecheckSeeds(target, {}, progress)
-        else:
-            from generator.stages.judge import JudgeSeeds
-
-            gen = GenerationConfig(k=s.judge_k, n=s.judge_samples, temperature=s.judge_temperature,
-                                   max_new_tokens=s.judge_max_new_tokens)
-            stage = JudgeSeeds(target, backend or make_backend(cfg.backend), gen, cfg.seed,
-                               {"gen": vars(gen), "backend": vars(cfg.backend), "assets": assets_fingerprint()},
-                               progress)
-        rows = list(read_jsonl(current))
-        all_stats.append(stage.run(rows, file_fingerprint(current), total=len(rows)))
-        current = target
-    return all_stats
-
-
-def _source_fingerprint(source: str) -> str:
-    path = Path(source)
-    if not path.exists():
-        return f"dataset:{source}"
-    files = [path] if path.is_file() else sorted(path.rglob("*.py"))
-    return "|".join(f"{f}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
+    later = ["seeds.dedup"] + [name for name, on in (("seeds.typecheck", cfg.seeds.typecheck),
+                                                      ("seeds.judge", cfg.seeds.judge)) if on]
+    stages = [REGISTRY["seeds.extract"].from_config(cfg, out.with_name(out.stem + ".candidates.jsonl"))]
+    for i, name in enumerate(later):
+        target = out if i == len(later) - 1 else out.with_name(f"{out.stem}-{name.split('.')[1]}.jsonl")
+        stages.append(REGISTRY[name].from_config(cfg, target))
+    return stages
 
 
 def funnel_chart(all_stats: list[StageStats], path: Path) -> None:

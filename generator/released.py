@@ -21,7 +21,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from generator.stage import read_jsonl
+from generator.rows import read_jsonl
 
 
 def _rows(path: Path):

@@ -15,6 +15,8 @@ boundaries, so the same config and seed give the same output however often a run
 from __future__ import annotations
 
 import collections
+import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -23,8 +25,13 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
+    from generator.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -69,52 +76,59 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON: {exc}") from None
-
-
-def file_fingerprint(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 WHOLE_INPUT = 1 << 62
 
 
 class Stage:
-    """One pipeline step. Subclasses set `name` and implement `process_batch`.
+    """One pipeline step. Subclasses set `name`, implement `process_batch`, and say in
+    `settings()` everything besides the input that changes their output.
 
-    Stages that need every row at once (select, dedup) set `batch_size = WHOLE_INPUT`.
+    Stages that need every row at once (select, dedup) set `batch_size = WHOLE_INPUT`. A stage
+    that needs a shared resource (the model, the executor) takes it in `using()`, which runs
+    only when the stage has rows left to do, so a finished run loads no model.
     """
 
     name = "stage"
     batch_size = 256
     side_files: tuple[str, ...] = ()  # suffixes of the side files this stage writes
+    unit = "rows"
+    distributable = False   # its rows are independent: a cluster may split them among workers
 
-    def __init__(self, output: str | Path, config: dict | None = None, progress: bool = True) -> None:
+    def __init__(self, output: str | Path, progress: bool = True) -> None:
         self.output = Path(output)
-        self.config = config or {}
         self.progress = progress
 
     # -- to implement ---------------------------------------------------------------------
 
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output: str | Path) -> Stage:
+        """This stage as the pipeline config describes it, writing `output`."""
+        raise NotImplementedError(f"stage {cls.name} cannot be built from a pipeline config")
+
     def process_batch(self, rows: list[dict]) -> BatchResult:
         raise NotImplementedError
 
-    unit = "rows"
+    def settings(self) -> dict:
+        """Everything besides the input rows that this stage's output depends on: its config,
+        the assets and files it reads (by content), the model it calls. The fingerprint is made
+        from it, so a change to any of them runs the stage again instead of reusing old rows."""
+        return {}
+
+    @contextlib.contextmanager
+    def using(self, resources: Resources) -> Iterator[None]:
+        """Hold the shared resources this stage needs while it runs (none by default)."""
+        yield
 
     def count_in(self, rows: list[dict]) -> int:
         """How many units of this stage's `unit` the rows hold (a row may hold several samples)."""
         return len(rows)
+
+    def with_output(self, output: str | Path, progress: bool | None = None) -> Stage:
+        """The same stage writing elsewhere (a part of a cluster run)."""
+        clone = copy.copy(self)
+        clone.output = Path(output)
+        clone.progress = self.progress if progress is None else progress
+        return clone
 
     # -- files ----------------------------------------------------------------------------
 
@@ -130,7 +144,7 @@ class Stage:
         return self.output.with_name(f"{self.output.stem}.{suffix}.jsonl")
 
     def fingerprint(self, input_fingerprint: str) -> str:
-        blob = json.dumps({"stage": self.name, "config": self.config, "input": input_fingerprint},
+        blob = json.dumps({"stage": self.name, "config": self.settings(), "input": input_fingerprint},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -140,8 +154,12 @@ class Stage:
 
     # -- running --------------------------------------------------------------------------
 
-    def run(self, rows: Iterable[dict], input_fingerprint: str, total: int | None = None) -> StageStats:
-        """Process `rows` (always the same rows in the same order for the same input)."""
+    def run(self, rows: Iterable[dict], input_fingerprint: str, total: int | None = None,
+            resources: Resources | None = None) -> StageStats:
+        """Process `rows` (always the same rows in the same order for the same input). Rows are
+        only iterated when there is work left, so a lazy reader reads nothing for a done stage."""
+        from generator.resources import Resources
+
         fp = self.fingerprint(input_fingerprint)
         ckpt = self._load_checkpoint()
         if ckpt and ckpt["fingerprint"] == fp:
@@ -161,6 +179,15 @@ class Stage:
                 path.unlink(missing_ok=True)
             self.output.touch()
             self.rejects_path.touch()
+        if total is None and hasattr(rows, "__len__"):
+            total = len(rows)  # type: ignore[arg-type]
+        with self.using(resources or Resources()):
+            consumed = self._run_batches(rows, consumed, stats, fp, total)
+        self._save_checkpoint(fp, consumed, stats, done=True)
+        return stats
+
+    def _run_batches(self, rows: Iterable[dict], consumed: int, stats: StageStats, fp: str,
+                     total: int | None) -> int:
         started = time.monotonic()
         base_seconds = stats.seconds
         bar = tqdm(total=total, initial=consumed, desc=self.name, unit="row", disable=not self.progress,
@@ -182,8 +209,7 @@ class Stage:
             bar.update(len(batch))
         bar.close()
         stats.seconds = base_seconds + time.monotonic() - started
-        self._save_checkpoint(fp, consumed, stats, done=True)
-        return stats
+        return consumed
 
     def adopt(self, parts: list[Stage], input_fingerprint: str, stats: StageStats, consumed: int) -> None:
         """Take as this stage's finished output the outputs of stages that ran on consecutive

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from executor.humaneval import load_problems
+from benchmarks.problems import humaneval_rows
 from generator.backends import Completion, Sampling
 from generator.prompts import EXAMPLE_HEADER, PREAMBLE
 from generator.stages.judge import PREAMBLE as JUDGE_PREAMBLE
@@ -174,7 +174,7 @@ class ScriptedBackend:
             return [Completion(body, "stop"), Completion(UNTESTED.format(fn=fn), "stop"),
                     Completion(body[:40], "length")]
         if name == "copycat":
-            problem = load_problems()[0]
+            problem = humaneval_rows()[0]
             leaked = (f"[Reasoning]\nAs known.\n\n[Implementation]\n```python\n{problem['prompt']}"
                       f"{problem['canonical_solution']}```\n\n[Explanation]\nA copy.\n\n[Tests]\n```python\n"
                       f"assert {problem['entry_point']}([1.0, 2.0], 0.5) is False\n```")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.benchmarks import ContaminationIndex, file_texts, humaneval_texts, load_benchmarks
+from benchmarks.texts import file_texts, humaneval_texts, load_benchmarks
+from generator.contamination import ContaminationIndex
 from generator.prompts import draw_properties, load_examples
 from generator.stages.judge import JudgeSeeds
 from generator.stages.sanitize import Parts, RewriteConfig, rewrite, split_response, strip_comment_lines
@@ -199,9 +200,9 @@ def humaneval_index() -> ContaminationIndex:
 
 
 def test_humaneval_docstrings_and_solutions_are_found_case_insensitively(humaneval_index):
-    from executor.humaneval import load_problems
+    from benchmarks.problems import humaneval_rows
 
-    problem = load_problems()[0]
+    problem = humaneval_rows()[0]
     doc = problem["prompt"].split('"""')[1].strip()
     hit = humaneval_index.match(f"Please solve:\n{doc.upper()}")
     assert hit and hit.benchmark == "humaneval_docstrings" and hit.task_id == "HumanEval/0"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.evaluate import Sample, load_benchmark, score
+from benchmarks.problems import load_benchmark
+from trainer.evaluate import Sample, score
 
 # EvalPlus releases to compare with, each installed on its own by scripts/setup.sh (no deps).
 EVALPLUS_TARGETS = {"0.3": "0.3.1", "0.2": "0.2.1"}

@@ -133,7 +133,10 @@ def test_optional_type_check_and_model_judge(tmp_path):
 
     if _shutil.which("pyright") is None:
         pytest.skip("Pyright is not installed (pip install pyright)")
-    from generator.pipeline import run_seeds
+    from generator.pipeline import seeds_steps
+    from generator.resources import Resources
+    from generator.runner import run_stages
+    from generator.stages.seeds import seeds_input
 
     src = tmp_path / "src"
     src.mkdir()
@@ -146,7 +149,10 @@ def mistyped(x: int) -> str:
     cfg = PipelineConfig.from_dict({"run": {"dir": str(tmp_path), "progress": False},
                                     "seeds": {"source": str(src), "typecheck": True, "judge": True,
                                               "judge_samples": 3}})
-    stats = {s.stage: s for s in run_seeds(cfg, tmp_path / "seeds.jsonl", backend=ScriptedBackend())}
+    steps = seeds_steps(cfg, tmp_path / "seeds.jsonl")
+    assert [s.name for s in steps] == ["seeds.extract", "seeds.dedup", "seeds.typecheck", "seeds.judge"]
+    resources = Resources.of(cfg, ScriptedBackend())
+    stats = {s.stage: s for s in run_stages(steps, seeds_input(cfg.seeds.source), resources)}
     assert dict(stats["seeds.typecheck"].dropped) == {"type_error": 1}
     assert dict(stats["seeds.judge"].dropped) == {"docstring_mismatch": 1}  # double: 1 yes of 3
     kept = sorted(r["name"] for r in read(tmp_path / "seeds.jsonl"))
@@ -397,8 +403,63 @@ def test_bad_config_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("pipeline.*.toml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
+    from generator.stages import REGISTRY
+
     cfg = PipelineConfig.load(path)
     assert cfg.dir and cfg.backend.model
+    pipeline = Pipeline(cfg)
+    stages = pipeline.plan()
+    # Every stage is built from the registry, and building them loads no model.
+    assert stages[0].name == "seeds.extract" and stages[-1].name == "export"
+    assert all(type(s) is REGISTRY[s.name] for s in stages)
+    assert pipeline.resources.given_backend is None
+    assert len({s.output for s in stages}) == len(stages)
+
+
+def test_overrides_apply_over_the_file_and_are_checked(tmp_path):
+    path = ROOT / "configs" / "pipeline.starcoder2-15b.toml"
+    cfg = PipelineConfig.load(path, ["responses.temperature=0.9", "run.dir=runs/other",
+                                     "instructions.categories.class=0", "execute.executor=a:1,b:2",
+                                     "dedup.fields=['response', 'code']"])
+    assert cfg.responses.temperature == 0.9 and cfg.dir == "runs/other"
+    assert cfg.instructions.categories["class"] == 0 and cfg.execute.executor == ["a:1", "b:2"]
+    assert cfg.dedup.fields == ["response", "code"]
+    assert PipelineConfig.load(path).responses.temperature != 0.9
+    with pytest.raises(ValueError, match=r"\[responses\]: unknown keys temprature"):
+        PipelineConfig.load(path, ["responses.temprature=0.9"])
+    with pytest.raises(ValueError, match="expected section.key=value"):
+        PipelineConfig.load(path, ["temperature=0.9"])
+    proc = subprocess.run([sys.executable, "-m", "generator", "run", str(path), "concepts.k=two"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "[concepts] k must be int, not 'two'" in proc.stderr, proc.stderr
+
+
+def test_a_stage_fingerprint_covers_what_it_reads(tmp_path, monkeypatch):
+    """Prompt assets, benchmark file contents and the model change the stages that read them."""
+    from generator import prompts
+    from generator.stages import REGISTRY
+
+    bench = tmp_path / "mbpp.jsonl"
+    bench.write_text(json.dumps({"task_id": 11, "text": "Write a function to add two numbers.",
+                                 "code": "def add(a, b):\n    return a + b",
+                                 "test_list": ["assert add(1, 2) == 3"]}) + "\n")
+    cfg = PipelineConfig.from_dict({"benchmarks": {"files": [str(bench)]}})
+
+    def fingerprint(name: str, cfg=cfg) -> str:
+        return REGISTRY[name].from_config(cfg, tmp_path / f"{name}.jsonl").fingerprint("same input")
+
+    before = {name: fingerprint(name) for name in ("concepts", "decontaminate", "seeds.extract", "execute")}
+    bench.write_text(bench.read_text().replace("two numbers", "2 numbers"))   # same path, new content
+    assert fingerprint("decontaminate") != before["decontaminate"]
+    assert fingerprint("seeds.extract") != before["seeds.extract"]
+    monkeypatch.setitem(prompts.PREAMBLE, "concepts", prompts.PREAMBLE["concepts"] + " ")
+    assert fingerprint("concepts") != before["concepts"]
+    other_model = PipelineConfig.from_dict({"benchmarks": {"files": [str(bench)]}, "backend": {"model": "other/model"}})
+    monkeypatch.undo()
+    assert fingerprint("concepts", other_model) != fingerprint("concepts")
+    # Where programs run (and how many at once) does not change which pass.
+    remote = PipelineConfig.from_dict({"execute": {"executor": ["h:1"], "concurrency": 8}})
+    assert fingerprint("execute", remote) == before["execute"]
 
 
 @pytest.fixture(scope="session")

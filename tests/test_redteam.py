@@ -133,6 +133,9 @@ HONEST = {
                           "      == sorted(f'{k}={v}' for k, v in os.environ.items()))"),
     "recursion_depth": ("import sys\ndef f(n):\n    try:\n        return f(n + 1)\n"
                         "    except RecursionError:\n        return n\nprint(sys.getrecursionlimit(), f(1))"),
+    # The agent's own modules are not the program's: a script of that name, or none, is found.
+    "imports_like_a_script": ("try:\n    import protocol\n    print('found', protocol.__file__)\n"
+                              "except ModuleNotFoundError as e:\n    print('missing', e.name)"),
     "recursion_depth_set": ("import sys\nsys.setrecursionlimit(1500)\ndef f(n):\n    try:\n        return f(n + 1)\n"
                             "    except RecursionError:\n        return n\nprint(sys.getrecursionlimit(), f(1))"),
 }

@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from executor import Limits, Program, Status
+from executor.bench import humaneval_programs
 from executor.client import ExecutorError, Rejected
-from executor.humaneval import canonical_programs, load_problems, wrong_programs
 from executor.v1 import executor_pb2 as pb
 from executor.v1 import executor_pb2_grpc as pb_grpc
 
@@ -79,10 +79,9 @@ def test_in_flight_is_bounded_by_the_client(client):
 
 
 def test_humaneval_canonical_solutions_all_pass_and_wrong_ones_fail(client):
-    problems = load_problems()
-    programs = canonical_programs(problems) + wrong_programs(problems)
+    programs = humaneval_programs()
     results = {r.id: r for r in client.execute_many(programs, max_in_flight=32)}
-    assert len(results) == 2 * len(problems) == 328
+    assert len(results) == len(programs) == 328
     failed = {k: r.stderr[-300:] for k, r in results.items() if k.endswith("canonical") and not r.passed}
     assert failed == {}
     wrong_passed = [k for k, r in results.items() if k.endswith("wrong") and r.passed]

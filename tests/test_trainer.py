@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.problems import load_benchmark
 from tests.conftest import ROOT
-from trainer.evaluate import Sample, load_benchmark, pass_at_k
+from trainer.evaluate import Sample, pass_at_k
 from trainer.sft import PaddingCollator, SFTConfig, train
 from trainer.template import IGNORE, install_chat_template, prompt_text, tokenize_example
 
@@ -284,7 +285,7 @@ def test_mbpp_and_evalplus_formats(tmp_path, target):
 
 
 def test_mbpp_entry_point_is_the_function_the_test_calls():
-    from trainer.evaluate import mbpp_entry_point
+    from benchmarks.problems import mbpp_entry_point
 
     code = "import math\ndef area(r):\n    return math.pi * r * r\ndef helper(x):\n    return x"
     assert mbpp_entry_point(code, "assert math.isclose(area(2), 12.566, rel_tol=0.001)") == "area"
@@ -333,7 +334,8 @@ def test_lora_and_gradient_checkpointing_options_train(tiny, tmp_path):
 
 
 def test_generation_prompts_are_the_originals_byte_for_byte():
-    from trainer.evaluate import _evalplus, prompt_for, sample_from_output
+    from benchmarks.problems import _evalplus
+    from trainer.evaluate import prompt_for, sample_from_output
 
     he = next(p for p in load_benchmark("humaneval").problems if p.task_id == "HumanEval/2")
     stripped = he.prompt.strip()

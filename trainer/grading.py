@@ -35,8 +35,6 @@ with it), and cached by the data file's hash.
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import os
 import pickle
 import subprocess
@@ -51,52 +49,6 @@ MAX_TOTAL_TIME = 60.0
 MBPP_SET_EQ = ("similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
                "intersection_array", "find_dissimilar", "Diff")
 MBPP_NOT_NONE = ("check_str", "text_match_three", "text_starta_endb")
-
-# MBPP+ tasks whose JSON-stored inputs are tuples, sets or complex numbers (EvalPlus's table).
-_TUPLE_ARGS = {2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740,
-               744, 809}
-_TUPLES_IN_LISTS = {63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780}
-_FIRST_ARG_TUPLES = {75, 413, 444, 753}
-_SECOND_ARG_TUPLE = {106, 750}
-_FIRST_ARG_TUPLE = {250, 405, 446, 617, 720, 763, 808}
-_NESTED_TUPLES = {259, 401, 445}
-_ALL_TUPLES = {580, 615, 791}
-
-
-def _deep_tuple(x):
-    return tuple(_deep_tuple(i) for i in x) if isinstance(x, list) else x
-
-
-def mbpp_deserialize(task_id: str, inputs: list) -> list:
-    n = int(task_id.split("/")[-1])
-    if n in _TUPLE_ARGS:
-        return [[tuple(a) for a in inp] for inp in inputs]
-    if n in _TUPLES_IN_LISTS:
-        return [[[tuple(x) for x in a] for a in inp] for inp in inputs]
-    if n in _FIRST_ARG_TUPLES:
-        return [[[tuple(x) for x in inp[0]]] + [inp[1]] for inp in inputs]
-    if n in _SECOND_ARG_TUPLE:
-        return [[inp[0]] + [tuple(inp[1])] for inp in inputs]
-    if n == 115:
-        return [[[set(x) if isinstance(x, list) and len(x) else {} for x in inp[0]]] for inp in inputs]
-    if n == 124:
-        return [(float(inp[0]), complex(inp[1])) for inp in inputs]
-    if n in _FIRST_ARG_TUPLE:
-        return [[tuple(inp[0])] + [inp[1]] for inp in inputs]
-    if n in _NESTED_TUPLES:
-        return [[tuple(tuple(x) for x in a) for a in inp] for inp in inputs]
-    if n == 278:
-        return [[tuple(tuple(x) if isinstance(x, list) else x for x in inp[0])] for inp in inputs]
-    if n == 307:
-        return [[tuple(inp[0])] + [inp[1], inp[2]] for inp in inputs]
-    if n == 722:
-        return [[{k: tuple(v) for k, v in inp[0].items()}] + inp[1:] for inp in inputs]
-    if n == 252:
-        return [[complex(inp[0])] for inp in inputs]
-    if n in _ALL_TUPLES:
-        return [_deep_tuple(inp) for inp in inputs]
-    return inputs
-
 
 @dataclass(frozen=True)
 class Oracle:
@@ -172,10 +124,6 @@ def reference_outputs(problems, dataset_hash: str, cache_dir: str | Path | None 
         pickle.dump(result, f)
     os.replace(tmp, cache)
     return result
-
-
-def data_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 # -- the check program ------------------------------------------------------------------------
@@ -344,23 +292,3 @@ def differential_program(problem, solution: str, oracle: Oracle, rules: str = "0
             "solution": solution, "inputs": oracle.inputs, "expected": oracle.expected,
             "time_limits": limits, "set_eq": MBPP_SET_EQ, "not_none": MBPP_NOT_NONE}
     return CheckProgram(_CHECK, base64.b64encode(pickle.dumps(case)), total_timeout(limits))
-
-
-def humaneval_check_program(solution: str, tests: str) -> str:
-    """HumanEval's own check: the solution, then its test code (which calls `check`)."""
-    return f"{solution}\n\n{tests}"
-
-
-def problems_from_evalplus(path: str | Path) -> list[dict]:
-    """Rows of HumanEvalPlus.jsonl / MbppPlus.jsonl (optionally .gz), MBPP+ inputs deserialized."""
-    import gzip
-
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    for row in rows:
-        if str(row["task_id"]).startswith("Mbpp/"):
-            row["base_input"] = mbpp_deserialize(row["task_id"], row["base_input"])
-            row["plus_input"] = mbpp_deserialize(row["task_id"], row["plus_input"])
-    return rows

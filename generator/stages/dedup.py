@@ -7,13 +7,18 @@ nothing new."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from generator.minhash import MinHashParams, near_duplicates
 from generator.response_format import program_of
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
 
 
 @dataclass
@@ -40,9 +45,18 @@ class Dedup(Stage):
     name = "dedup"
     batch_size = WHOLE_INPUT
 
-    def __init__(self, output, cfg: DedupConfig, config: dict | None = None, progress: bool = True) -> None:
-        super().__init__(output, config, progress)
+    def __init__(self, output, cfg: DedupConfig, progress: bool = True) -> None:
+        super().__init__(output, progress)
         self.cfg = cfg
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> Dedup:
+        return cls(output, dataclasses.replace(cfg.dedup, num_proc=max(cfg.dedup.num_proc, cfg.num_proc)),
+                   cfg.progress)
+
+    def settings(self) -> dict:
+        # How many processes hash the rows does not change which are duplicates.
+        return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in ("num_proc", "enabled")}
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()

@@ -14,12 +14,31 @@ the original filter would have rejected, by reason (`original_would_reject:<reas
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
 from executor import Limits, Program
 from executor.client import Client, Rejected
 from generator.response_format import drop_interactive_main, original_rejects, program_of, tests_reason
 from generator.stage import BatchResult, Stage
 
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
+    from generator.resources import Resources
+
 STDERR_TAIL = 2000
+
+
+@dataclass
+class ExecuteConfig:
+    executor: list[str] = field(default_factory=list)   # empty: an embedded executor
+    timeout_s: float | None = None
+    memory_mb: int | None = None
+    concurrency: int = 64
+    pool_size: int | None = None
+    drop_interactive_main: bool = True   # remove `if __name__ == "__main__":` blocks that read stdin
 
 
 class Execute(Stage):
@@ -27,14 +46,32 @@ class Execute(Stage):
     batch_size = 256
     side_files = ("executions",)
 
-    def __init__(self, output, client: Client | None, timeout_s: float | None = None, memory_mb: int | None = None,
-                 concurrency: int = 64, config: dict | None = None, progress: bool = True,
-                 drop_interactive: bool = True) -> None:
-        super().__init__(output, config, progress)
-        self.client = client
-        self.limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
-        self.concurrency = concurrency
-        self.drop_interactive = drop_interactive
+    def __init__(self, output, cfg: ExecuteConfig | None = None, progress: bool = True) -> None:
+        super().__init__(output, progress)
+        self.cfg = cfg or ExecuteConfig()
+        self.limits = Limits(timeout_s=self.cfg.timeout_s, memory_mb=self.cfg.memory_mb)
+        self.client: Client | None = None   # from the shared resources while running
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> Execute:
+        return cls(output, cfg.execute, cfg.progress)
+
+    def settings(self) -> dict:
+        # Where programs run and how many at once does not change which pass.
+        return {"timeout_s": self.cfg.timeout_s, "memory_mb": self.cfg.memory_mb,
+                "drop_interactive_main": self.cfg.drop_interactive_main}
+
+    @contextlib.contextmanager
+    def using(self, resources: Resources) -> Iterator[None]:
+        """An executor client for the rows left; each result is also kept in a cache beside the
+        output as it arrives, so a crash mid-batch does not run finished programs again."""
+        cache = self.output.with_name(self.output.stem + ".results.sqlite")
+        with resources.executor_client(str(cache)) as client:
+            self.client = client
+            try:
+                yield
+            finally:
+                self.client = None
 
     unit = "samples"
 
@@ -54,7 +91,7 @@ class Execute(Stage):
                     result.rejected.append({"id": row["id"], "sample": i, "reason": reason})
                     continue
                 program = program_of(response)
-                if self.drop_interactive:
+                if self.cfg.drop_interactive_main:
                     program, dropped = drop_interactive_main(program)
                     if dropped:
                         result.notes["interactive_main_block_removed"] += 1
@@ -64,7 +101,7 @@ class Execute(Stage):
 
         bar = tqdm(total=len(programs), desc="programs", unit="program", leave=False,
                    disable=not self.progress or not programs, dynamic_ncols=True)
-        for r in self.client.execute_many(programs, max_in_flight=self.concurrency, return_rejected=True):
+        for r in self.client.execute_many(programs, max_in_flight=self.cfg.concurrency, return_rejected=True):
             bar.update(1)
             row, i, response = candidates[r.id]
             if isinstance(r, Rejected):

@@ -12,8 +12,12 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
 
 FIELDS = ("id", "instruction", "response", "seed", "concepts", "category", "difficulty", "fingerprint")
 DATA_FILE = "data/train-00000-of-00001.parquet"
@@ -66,9 +70,13 @@ class Export(Stage):
     name = "export"
     batch_size = WHOLE_INPUT
 
-    def __init__(self, output, dataset_dir: str | Path, config: dict | None = None, progress: bool = True):
-        super().__init__(output, config, progress)
+    def __init__(self, output, dataset_dir: str | Path, progress: bool = True):
+        super().__init__(output, progress)
         self.dataset_dir = Path(dataset_dir)
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> Export:
+        return cls(output, Path(cfg.dir) / "dataset", cfg.progress)
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         import pyarrow as pa

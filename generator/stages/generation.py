@@ -8,11 +8,22 @@ not parse are counted by reason and written, with their text, to a `malformed` s
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources as package_files
+from typing import TYPE_CHECKING
 
-from generator.backends import Backend, Sampling
-from generator.prompts import STOP, Example, Malformed, load_examples
+from generator.backends import Backend, BackendConfig, Sampling
+from generator.prompts import PREAMBLE, STOP, Example, Malformed, load_examples
 from generator.stage import BatchResult, Stage, stable_seed
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
+    from generator.resources import Resources
 
 
 @dataclass
@@ -24,19 +35,50 @@ class GenerationConfig:
     batch_size: int = 1024
 
 
+def assets_fingerprint(*texts: object) -> str:
+    """A hash of the prompt assets a generation stage reads (the example library and its
+    preamble), so that editing them re-runs the stage instead of reusing its old output."""
+    h = hashlib.sha256((package_files.files("generator.prompts") / "examples.toml").read_bytes())
+    h.update(json.dumps(texts).encode())
+    return h.hexdigest()[:16]
+
+
 class GenerationStage(Stage):
     output_field = "text"
     side_files = ("malformed",)
     keep_cut_off = False   # samples cut by the length limit are dropped unless a stage says otherwise
+    distributable = True
 
-    def __init__(self, output, backend: Backend, gen: GenerationConfig, run_seed: int,
-                 config: dict | None = None, progress: bool = True) -> None:
-        super().__init__(output, config, progress)
-        self.backend = backend
+    def __init__(self, output, gen: GenerationConfig, backend_config: BackendConfig | None, run_seed: int,
+                 progress: bool = True) -> None:
+        super().__init__(output, progress)
         self.gen = gen
+        self.backend_config = backend_config
         self.run_seed = run_seed
         self.batch_size = gen.batch_size
         self.examples: list[Example] = load_examples()
+        self.backend: Backend | None = None   # taken from the shared resources while running
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> GenerationStage:
+        return cls(output, getattr(cfg, cls.name), cfg.backend, cfg.seed, cfg.progress)
+
+    def settings(self) -> dict:
+        backend = dataclasses.asdict(self.backend_config) if self.backend_config else None
+        return {"section": dataclasses.asdict(self.gen), "backend": backend, "seed": self.run_seed,
+                "assets": assets_fingerprint(self.preamble())}
+
+    def preamble(self) -> str:
+        """The prompt text before the examples (part of the fingerprint)."""
+        return PREAMBLE[self.name]
+
+    @contextlib.contextmanager
+    def using(self, resources: Resources) -> Iterator[None]:
+        self.backend = resources.backend
+        try:
+            yield
+        finally:
+            self.backend = None
 
     def prompt(self, row: dict) -> str:
         raise NotImplementedError

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import ast
 import random
+from typing import TYPE_CHECKING
 
 from generator.prompts import EXAMPLE_HEADER, Malformed, load_examples
 from generator.stage import BatchResult
-from generator.stages.generation import GenerationStage
+from generator.stages.generation import GenerationConfig, GenerationStage
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
 
 PREAMBLE = ("For each function below, answer \"Yes\" or \"No\" depending on if its docstring has enough "
             "information alone to re-implement the function. Also answer \"No\" if the docstring does not "
@@ -40,6 +44,21 @@ class JudgeSeeds(GenerationStage):
     name = "seeds.judge"
     output_field = "judge"
     keep_cut_off = True   # the answer is read from the first few tokens; being cut there is expected
+    distributable = False
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> JudgeSeeds:
+        s = cfg.seeds
+        gen = GenerationConfig(k=s.judge_k, n=s.judge_samples, temperature=s.judge_temperature,
+                               max_new_tokens=s.judge_max_new_tokens)
+        return cls(output, gen, cfg.backend, cfg.seed, cfg.progress)
+
+    def preamble(self) -> str:
+        return PREAMBLE
+
+    def make_rows(self, row: dict, parsed: list) -> list[dict]:
+        """One vote per sample, each naming its seed (votes are counted per seed below)."""
+        return [{"seed_id": row["id"], "judge": vote} for vote in parsed]
 
     def _shots(self, row: dict) -> list[tuple[str, str]]:
         rng = random.Random(self.row_seed(row, "examples"))
@@ -76,7 +95,7 @@ class JudgeSeeds(GenerationStage):
         result = BatchResult(rejected=voted.rejected, extra=voted.extra)
         votes: dict[str, list[bool]] = {}
         for r in voted.kept:
-            votes.setdefault(r["id"].rsplit("-", 1)[0], []).append(r["judge"])
+            votes.setdefault(r["seed_id"], []).append(r["judge"])
         for row in rows:
             ballot = votes.get(row["id"])
             if not ballot:

@@ -22,11 +22,16 @@ on its own, so batches can be checkpointed.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from generator.response_format import MARKDOWN, TAGS, fences
 from generator.stage import WHOLE_INPUT, BatchResult, Stage, stable_seed
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
 
 INCOMPLETE_MARKERS = ("todo", "fixme", "write your code here", "your code here", "your code goes here",
                       "notimplemented")
@@ -98,6 +103,10 @@ class CheckFormat(Stage):
     batch_size = 1024
     unit = "samples"
 
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> CheckFormat:
+        return cls(output, cfg.progress)
+
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()
         for row in rows:
@@ -163,11 +172,18 @@ def rewrite(row: dict, cfg: RewriteConfig, rng: random.Random) -> tuple[dict | N
 class Rewrite(Stage):
     name = "rewrite"
 
-    def __init__(self, output, cfg: RewriteConfig, config: dict | None = None, progress: bool = True) -> None:
-        super().__init__(output, config, progress)
+    def __init__(self, output, cfg: RewriteConfig, progress: bool = True) -> None:
+        super().__init__(output, progress)
         self.cfg = cfg
         # One generator walked over every row in order needs every row in one batch.
         self.batch_size = WHOLE_INPUT if cfg.random == "stream" else 1024
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> Rewrite:
+        return cls(output, cfg.rewrite, cfg.progress)
+
+    def settings(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k != "enabled"}
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import hashlib
 import json
 import re
@@ -24,10 +25,17 @@ import symtable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from generator.benchmarks import ContaminationIndex
+from benchmarks.texts import load_benchmarks
+from generator.contamination import ContaminationIndex
 from generator.minhash import MinHashParams, near_duplicates
+from generator.rows import is_dataset_name, read_rows
+from generator.runner import Input
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
 
 BANNED_MODULES = frozenset({"os", "sys", "subprocess", "argparse", "setuptools", "distutils",
                             "matplotlib", "seaborn"})
@@ -202,31 +210,43 @@ def _free_names(text: str, own_name: str) -> set[str] | None:
 
 
 def iter_sources(source: str) -> Iterator[dict]:
-    """Rows of {"code", "origin"} from a folder, .py files, a JSONL/Parquet file or a HF dataset."""
+    """Rows of {"code", "origin"} from a folder of .py files, a .py file, or rows (a JSONL or
+    Parquet file, a saved dataset folder, a Hugging Face dataset name) with a code field."""
     path = Path(source)
-    if path.is_dir():
+    if path.is_dir() and not (path / "state.json").exists():
         for file in sorted(path.rglob("*.py")):
             yield {"code": _read(file), "origin": str(file.relative_to(path))}
     elif path.is_file() and path.suffix == ".py":
         yield {"code": _read(path), "origin": path.name}
-    elif path.is_file() and path.suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if line.strip():
-                    yield _code_row(json.loads(line), f"{path.name}:{i}")
-    elif path.is_file() and path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for i, row in enumerate(pq.read_table(path).to_pylist()):
-            yield _code_row(row, f"{path.name}:{i}")
-    elif not path.exists() and "/" in source and not source.startswith(("/", ".", "~")):
-        import datasets
-
-        for i, row in enumerate(datasets.load_dataset(source, split="train", streaming=True)):
-            yield _code_row(row, f"{source}:{i}")
     else:
+        first = 1 if path.suffix in (".jsonl", ".json") else 0   # JSONL rows by line number
+        for i, row in enumerate(read_rows(source, streaming=True), first):
+            yield _code_row(row, f"{path.name if path.exists() else source}:{i}")
+
+
+def seeds_input(source: str) -> Input:
+    """The seeds step's input: the source's rows, fingerprinted by its files' names, sizes and
+    times (a hub dataset by its name), so that reading gigabytes is not needed to resume."""
+    if not source:
+        raise ValueError("[seeds] source is required (a folder, a .py/.jsonl/.parquet file or a dataset name)")
+    path = Path(source)
+    if not path.exists() and not is_dataset_name(source):
         raise FileNotFoundError(f"seed source {source!r} is not a folder, .py, .jsonl, .parquet "
                                 "or a Hugging Face dataset name")
+    if not path.exists():
+        fingerprint = f"dataset:{source}"
+    else:
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        fingerprint = "|".join(f"{f}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
+    return Input(_Sources(source), fingerprint)
+
+
+class _Sources:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter_sources(self.source)
 
 
 def _read(path: Path) -> str:
@@ -258,12 +278,24 @@ class ExtractSeeds(Stage):
     name = "seeds.extract"
     batch_size = 256
 
-    def __init__(self, output, seed_filter: SeedFilter, config: dict | None = None, progress=True,
-                 num_proc: int = 1):
-        super().__init__(output, config, progress)
+    def __init__(self, output, seed_filter: SeedFilter, progress=True, num_proc: int = 1):
+        super().__init__(output, progress)
         self.filter = seed_filter
         self.num_proc = num_proc
         self._pool = None
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> ExtractSeeds:
+        b = cfg.benchmarks
+        # Seeds are checked as the original did: benchmark strings as they are (case-sensitive).
+        index = ContaminationIndex(load_benchmarks(b.builtin, b.files), case_sensitive=True)
+        seed_filter = SeedFilter(max_lines=cfg.seeds.max_lines, contamination=index, rules=cfg.seeds.rules)
+        return cls(output, seed_filter, cfg.progress, cfg.num_proc)
+
+    def settings(self) -> dict:
+        f = self.filter
+        return {"max_lines": f.max_lines, "rules": f.rules, "banned": sorted(f.banned_modules),
+                "benchmarks": f.contamination.fingerprint if f.contamination else None}
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         if self.num_proc > 1:
@@ -299,10 +331,17 @@ class DedupSeeds(Stage):
     name = "seeds.dedup"
     batch_size = WHOLE_INPUT
 
-    def __init__(self, output, params: MinHashParams, num_proc: int = 1, config=None, progress=True):
-        super().__init__(output, config, progress)
+    def __init__(self, output, params: MinHashParams, num_proc: int = 1, progress=True):
+        super().__init__(output, progress)
         self.params = params
         self.num_proc = num_proc
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> DedupSeeds:
+        return cls(output, MinHashParams(threshold=cfg.seeds.dedup_threshold), cfg.num_proc, cfg.progress)
+
+    def settings(self) -> dict:
+        return dataclasses.asdict(self.params)
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()
@@ -328,6 +367,10 @@ class TypecheckSeeds(Stage):
 
     name = "seeds.typecheck"
     batch_size = 256
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> TypecheckSeeds:
+        return cls(output, cfg.progress)
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         import shutil

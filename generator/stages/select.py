@@ -12,11 +12,16 @@ the original (bigcode-project/starcoder2-self-align, `clean_data.py`).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from generator.response_format import fences, program_of
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
+
+if TYPE_CHECKING:
+    from generator.pipeline import PipelineConfig
 
 
 @dataclass
@@ -55,9 +60,16 @@ class Select(Stage):
     name = "select"
     batch_size = WHOLE_INPUT
 
-    def __init__(self, output, cfg: SelectConfig, config: dict | None = None, progress: bool = True) -> None:
-        super().__init__(output, config, progress)
+    def __init__(self, output, cfg: SelectConfig, progress: bool = True) -> None:
+        super().__init__(output, progress)
         self.cfg = cfg
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, output) -> Select:
+        return cls(output, cfg.select, cfg.progress)
+
+    def settings(self) -> dict:
+        return dataclasses.asdict(self.cfg)
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         order = list(rows)

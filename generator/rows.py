@@ -1,0 +1,135 @@
+"""Rows: the shape of the rows each stage hands to the next, and the one reader of row files.
+
+Every boundary has a TypedDict, so a stage says in its signature what it reads and writes.
+Rows carry more keys than these name (a stage passes on what it was given); the ones named
+here are what later stages rely on. Ids are never parsed: a row that comes from another row
+says so in a field of its own (`seed_id`, `instruction_id`), not by a suffix on its id.
+
+`read_rows` reads JSONL, JSON lines in `.json`, Parquet, a folder saved by `datasets` (or an
+exported dataset folder) and a Hugging Face dataset name, for the seeds step and for
+`trainer prepare` alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NotRequired, TypedDict
+
+
+class SourceRow(TypedDict):
+    """A file (or dataset row) that seed functions are extracted from."""
+    code: str
+    origin: str
+
+
+class SeedRow(TypedDict):
+    """S: one function with a docstring. `id` is a hash of the function's text."""
+    id: str
+    seed: str
+    origin: str
+    judge_yes: NotRequired[int]
+    judge_votes: NotRequired[int]
+
+
+class ConceptRow(SeedRow):
+    """S->C: the concepts one seed teaches (one row per sample, `id` is `<seed id>-<sample>`)."""
+    concepts: list[str]
+
+
+class InstructionRow(ConceptRow):
+    """C->I: a task written from the concepts."""
+    instruction: str
+    category: str
+    difficulty: str
+
+
+class ResponseRow(InstructionRow):
+    """I->R: every usable sampled response to one instruction; the execute stage tries each."""
+    samples: list[str]
+
+
+class SampleRow(TypedDict):
+    """A response whose own tests passed: one row per passing sample."""
+    id: str               # "<instruction id>#<sample>": unique per sample
+    instruction_id: str   # the instruction it answers
+    sample: int
+    instruction: str
+    response: str
+
+
+class DatasetRow(TypedDict):
+    """What `export` writes and `trainer prepare` reads (one response per instruction)."""
+    id: str
+    instruction: str
+    response: str
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON: {exc}") from None
+
+
+def file_fingerprint(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class JsonlRows:
+    """A JSONL file's rows, read only when iterated: a stage that is already done reads none."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __iter__(self) -> Iterator[dict]:
+        return read_jsonl(self.path)
+
+    def __len__(self) -> int:
+        with open(self.path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+
+    @property
+    def fingerprint(self) -> str:
+        return file_fingerprint(self.path)
+
+
+def is_dataset_name(source: str) -> bool:
+    return not Path(source).exists() and "/" in source and not source.startswith(("/", ".", "~"))
+
+
+def read_rows(source: str, streaming: bool = False) -> Iterator[dict]:
+    """Rows from a .jsonl/.json (JSON lines) or .parquet file, a dataset folder (saved with
+    `datasets.save_to_disk`, or an exported folder of Parquet files and a card) or a Hugging
+    Face dataset name (its train split). `streaming` reads a hub dataset as it downloads."""
+    path = Path(source)
+    if path.is_file() and path.suffix in (".jsonl", ".json"):
+        yield from read_jsonl(path)
+    elif path.is_file() and path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches():
+            yield from batch.to_pylist()
+    elif path.is_dir():
+        import datasets
+
+        if (path / "state.json").exists() or (path / "dataset_info.json").exists():
+            yield from datasets.load_from_disk(str(path))
+        else:
+            yield from datasets.load_dataset(str(path), split="train")
+    elif is_dataset_name(source):
+        import datasets
+
+        yield from datasets.load_dataset(source, split="train", streaming=streaming)
+    else:
+        raise FileNotFoundError(f"{source}: not a .jsonl/.json/.parquet file, a dataset folder or a "
+                                "Hugging Face dataset name")

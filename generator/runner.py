@@ -1,0 +1,51 @@
+"""The one runner: a list of configured stages, each reading the previous one's output.
+
+The pipeline (`generator run`), the seeds steps (`generator seeds`), a single step from the
+command line and `trainer prepare` all run through `run_stages`; it owns the order, the inputs'
+fingerprints, resuming (each stage's checkpoint) and the shared resources. A stage that the
+cluster config sends to Ray (the generation stages) runs there, with the same files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from generator.resources import Resources
+from generator.rows import JsonlRows
+from generator.stage import Stage, StageStats
+
+
+@dataclass
+class Input:
+    """A stage's input: its rows (iterated only when the stage has work) and their fingerprint."""
+    rows: Iterable[dict]
+    fingerprint: str
+
+    @classmethod
+    def jsonl(cls, path) -> Input:
+        rows = JsonlRows(path)
+        return cls(rows, rows.fingerprint)
+
+
+def run_stages(stages: Sequence[Stage], first: Input, resources: Resources | None = None,
+               after_each: Callable[[Stage, list[StageStats]], None] | None = None,
+               cluster=None) -> list[StageStats]:
+    """Run (or resume) `stages` in order: the first reads `first`, every later one the output
+    of the one before. `after_each` sees each finished stage and the stats so far; `cluster`
+    (a ClusterConfig with `ray` set) runs the stages that can be distributed on Ray."""
+    resources = resources or Resources()
+    all_stats: list[StageStats] = []
+    current = first
+    for stage in stages:
+        if cluster is not None and cluster.ray and stage.distributable:
+            from generator.cluster import run_stage_on_ray
+
+            stats = run_stage_on_ray(stage, current, cluster, resources)
+        else:
+            stats = stage.run(current.rows, current.fingerprint, resources=resources)
+        all_stats.append(stats)
+        if after_each is not None:
+            after_each(stage, all_stats)
+        current = Input.jsonl(stage.output)
+    return all_stats
