@@ -88,6 +88,7 @@ def cmd_run_batch(args) -> int:
         print("no --target: starting an embedded executor for this batch", file=sys.stderr)
     token = args.token or os.environ.get("SELFALIGN_EXECUTOR_TOKEN") or None
     started = interrupted = False
+    report = None
     try:
         with connect(args.target, token=token, cache_path=args.cache,
                      server_config=None if args.target else _server_config(args, "127.0.0.1", 0)) as client:
@@ -108,6 +109,7 @@ def cmd_run_batch(args) -> int:
         print(f"\ninterrupted: results so far are in {args.output}; run the same command again to resume",
               file=sys.stderr)
         return 130
+    assert report is not None   # started, not interrupted, no error: the batch ran to its end
     print(report.summary(), file=sys.stderr)
     return 2 if report.input_errors or report.rejected else 0
 
@@ -118,7 +120,7 @@ def cmd_health(args) -> int:
 
     try:
         with grpc.insecure_channel(args.target) as channel:
-            resp = health_pb2_grpc.HealthStub(channel).Check(
+            resp = health_pb2_grpc.HealthStub(channel).Check(  # pyright: ignore[reportAttributeAccessIssue]
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
     except grpc.RpcError as exc:
         print(f"{args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)

@@ -116,7 +116,7 @@ REPLY_CHUNK = 3 * 16384   # a multiple of 3: base64 pieces join with no padding 
 # How long to keep reading pipes that a finished program's leftover children hold open.
 DRAIN_AFTER_EXIT_S = 0.05
 OUTCOME_ADDRESS = "\0selfalign-outcome-" + os.urandom(8).hex()
-_outcome_sock: socket.socket | None = None
+_outcome_sock: socket.socket   # bound in main(), before any job
 _baseline: dict | None = None
 _senders_verified = True   # False where the kernel does not report sender pids (gVisor's gives 0)
 _zygote_pid = 0
@@ -172,7 +172,8 @@ def _send_reply(out, reply: protocol.Reply) -> None:
     """Write a reply whose output streams are written as base64 in pieces straight from their
     buffers: built whole (bytes, base64, str, JSON, encoded line) a reply took about six times
     the output's size, all of it counted against the job's memory."""
-    streams = {key: reply.pop(key) for key in protocol.OUTPUT_KEYS if key in reply}
+    streams: dict[str, bytearray] = {key: reply.pop(key) for key in protocol.OUTPUT_KEYS  # type: ignore[misc]
+                                     if key in reply}
     head = json.dumps(reply, separators=(",", ":")).encode()
     out.write(head[:-1])
     for key, buf in streams.items():
@@ -408,6 +409,7 @@ def _end(pid: int, watched: _Watched) -> bool:
 
 def _verdict(watched: _Watched, oom_killed: bool, memory_mb: int) -> tuple[str, str, int | None, int | None]:
     """(status, reason, exit code, signal) of a finished job."""
+    assert watched.wait_status is not None   # _end() waited for it
     exit_code = sig = None
     if os.WIFEXITED(watched.wait_status):
         exit_code = os.WEXITSTATUS(watched.wait_status)
@@ -708,7 +710,7 @@ def _run_as_main(code: str, script: str) -> int:
     """
     module = types.ModuleType("__main__")
     module.__file__ = script
-    module.__builtins__ = __builtins__
+    module.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = module
     # A script's module frame is the first on the stack; the runner's own frames must not eat
     # into the program's recursion depth, whether it keeps the default limit or sets one.
@@ -787,7 +789,7 @@ def _print_traceback(exc: BaseException) -> None:
 def _shutdown(exit_code: int) -> int:
     """What the interpreter does after a script: join threads, run atexit, flush."""
     try:
-        threading._shutdown()
+        threading._shutdown()  # pyright: ignore[reportAttributeAccessIssue]  (what Py_FinalizeEx calls)
     except BaseException:
         pass
     try:
@@ -915,10 +917,10 @@ def _wipe_writable_dirs() -> bool:
             for entry in entries:
                 try:
                     _remove(entry.path, deadline)
+                except TimeoutError:   # before OSError, of which it is a subclass
+                    return False
                 except (OSError, RecursionError):
                     ok = False
-                except TimeoutError:
-                    return False
     return ok
 
 

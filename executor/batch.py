@@ -73,8 +73,8 @@ def read_done_ids(output: Path) -> set[str]:
 def parse_row(line: bytes, lineno: int) -> tuple[Program | None, str | None]:
     try:
         row = json.loads(line)
-    except ValueError as exc:
-        return None, f"line {lineno}: not valid JSON ({exc.msg})"
+    except ValueError as exc:   # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
+        return None, f"line {lineno}: not valid JSON ({exc.msg if isinstance(exc, json.JSONDecodeError) else exc})"
     if not isinstance(row, dict):
         return None, f"line {lineno}: expected a JSON object"
     rid, code = row.get("id"), row.get("code")
@@ -103,8 +103,8 @@ def iter_programs(path: Path, done: set[str], report: BatchReport,
                 continue
             report.total_rows += 1
             program, error = parse_row(line, lineno)
-            if error:
-                report.input_errors.append(error)
+            if program is None:
+                report.input_errors.append(error or f"line {lineno}: unreadable")
                 continue
             if program.id in seen:
                 report.input_errors.append(f"line {lineno}: duplicate id {program.id!r} (first kept)")

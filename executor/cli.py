@@ -62,7 +62,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
-def make_parser(prog: str, description: str | None, default_level: str) -> tuple[argparse.ArgumentParser, object]:
+def make_parser(prog: str, description: str | None,
+                default_level: str) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"selfalign {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("SELFALIGN_LOG_LEVEL", default_level),
@@ -80,10 +81,10 @@ def make_parser(prog: str, description: str | None, default_level: str) -> tuple
                 options["help"] = COMMON_HELP.get(flags[0], "")
             return add_argument(*flags, **options)
 
-        p.add_argument = add_argument_with_help
+        p.add_argument = add_argument_with_help  # type: ignore[method-assign]
         return p
 
-    sub.add_parser = add_parser
+    sub.add_parser = add_parser  # type: ignore[method-assign]
     return parser, sub
 
 

@@ -22,8 +22,9 @@ import json
 import logging
 import random
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 import grpc
 import grpc.aio
@@ -242,15 +243,14 @@ class AsyncClient:
             raise ExecutorError(problem[1], getattr(grpc.StatusCode, problem[0]), program.id)
         self._ensure_channels()
         key = await self._cache_key(program)
-        if key is not None and (hit := self._cache.get(key)) is not None:
+        if (hit := self._cached(key)) is not None:
             hit.id = program.id
             return hit
         request = program.to_proto()
         msg = await self._with_retries(
             lambda stub: stub.Execute(request, metadata=self._metadata, timeout=timeout))
         result = ExecutionResult.from_proto(msg)
-        if key is not None:
-            self._cache.put(key, result)
+        self._keep(key, result)
         return result
 
     async def _with_retries(self, call, fixed_target: int | None = None):
@@ -297,12 +297,20 @@ class AsyncClient:
                                     getattr(grpc.StatusCode, item.code, None), item.id)
             yield item
 
+    def _cached(self, key: str | None) -> ExecutionResult | None:
+        return self._cache.get(key) if key is not None and self._cache is not None else None
+
+    def _keep(self, key: str | None, result: ExecutionResult) -> None:
+        if key is not None and self._cache is not None:
+            self._cache.put(key, result)
+
     async def _cache_key(self, program: Program) -> str | None:
         if self._cache is None:
             return None
-        if self._cache_scope is None:
+        scope = self._cache_scope
+        if scope is None:
             images = set()
-            defaults = None
+            defaults = pb.Limits()
             for i in range(len(self._stubs)):
                 info = await self.info(i)
                 images.add(info.sandbox_image)
@@ -311,9 +319,9 @@ class AsyncClient:
                 raise ExecutorError(
                     f"targets run different sandbox images ({', '.join(sorted(images))}); "
                     "a result cache needs them all the same")
-            self._cache_scope = images.pop() + "|" + defaults.SerializeToString().hex()
+            scope = self._cache_scope = images.pop() + "|" + defaults.SerializeToString().hex()
         lim = program.limits
-        return ResultCache.key(self._cache_scope, program.language, program.code,
+        return ResultCache.key(scope, program.language, program.code,
                                program.stdin if isinstance(program.stdin, bytes) else program.stdin.encode(),
                                (lim.timeout_s, lim.memory_mb, lim.max_output_bytes))
 
@@ -398,9 +406,7 @@ class _Batch:
         # The program's slot is released when the consumer takes the result (in `results`), so
         # results waiting for a slow consumer count against max_in_flight too: memory stays bounded.
         if isinstance(item, ExecutionResult):
-            cache_key = await self.client._cache_key(program)
-            if cache_key is not None:
-                self.client._cache.put(cache_key, item)
+            self.client._keep(await self.client._cache_key(program), item)
             item.id = program.id
         await self.out.put(item)
         async with self.cond:
@@ -430,7 +436,7 @@ class _Batch:
                     await self.slots.acquire()
                     continue
                 cache_key = await self.client._cache_key(program)
-                if cache_key is not None and (hit := self.client._cache.get(cache_key)) is not None:
+                if (hit := self.client._cached(cache_key)) is not None:
                     await self._emit(key, hit)
                     await self.slots.acquire()
                     continue
@@ -607,8 +613,16 @@ class Client:
     def execute(self, program: Program | str, timeout: float | None = None) -> ExecutionResult:
         return self._call(self._async.execute(program, timeout))
 
+    @overload
     def execute_many(self, programs: Iterable[Program], max_in_flight: int = 64,
-                     return_rejected: bool = False) -> Iterator[ExecutionResult | Rejected]:
+                     return_rejected: Literal[False] = False) -> Generator[ExecutionResult, None, None]: ...
+
+    @overload
+    def execute_many(self, programs: Iterable[Program], max_in_flight: int = 64, *,
+                     return_rejected: Literal[True]) -> Generator[ExecutionResult | Rejected, None, None]: ...
+
+    def execute_many(self, programs: Iterable[Program], max_in_flight: int = 64,
+                     return_rejected: bool = False) -> Generator[ExecutionResult | Rejected, None, None]:
         """Like AsyncClient.execute_many. `programs` is read on the client's loop thread."""
         agen = self._async.execute_many(programs, max_in_flight, return_rejected)
         task = None

@@ -43,8 +43,8 @@ class HttpApi:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, fmt, *args):  # to our log, at debug level
-                log.debug("http %s %s", self.address_string(), fmt % args)
+            def log_message(self, format, *args):  # noqa: A002 (the base class's name); to our log
+                log.debug("http %s %s", self.address_string(), format % args)
 
             def _send(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()

@@ -83,7 +83,7 @@ class ExecutionResult:
 
     def to_proto(self) -> pb.ExecuteResult:
         msg = pb.ExecuteResult(
-            id=self.id, status=pb.Status.Value(self.status.value), stdout=self.stdout,
+            id=self.id, status=self.status.value, stdout=self.stdout,
             stderr=self.stderr, stdout_truncated=self.stdout_truncated,
             stderr_truncated=self.stderr_truncated, wall_time_s=self.wall_time_s,
             cpu_time_s=self.cpu_time_s, peak_memory_mb=self.peak_memory_mb, reason=self.reason,

@@ -125,13 +125,20 @@ class Pool:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    @property
+    def docker(self) -> docker.DockerClient:
+        """The engine's client, once connected (EngineUnavailable before)."""
+        if self._client is None:
+            raise EngineUnavailable("the Docker engine has not been reached yet")
+        return self._client
+
     def start(self) -> None:
         """Connect to the engine, clear leftovers of a crashed predecessor, start the slots.
 
         Does not fail when the engine is down: the pool reports NOT_SERVING and waits for it.
         """
         if self._check_engine():
-            removed = remove_leftovers(self._client, self.instance)
+            removed = remove_leftovers(self.docker, self.instance)
             if removed:
                 log.info("removed %d sandbox container(s) left by an earlier server", removed)
         for i in range(self.size):
@@ -247,7 +254,7 @@ class Pool:
         if not self._engine_ok.wait(timeout=0.5):
             return None
         config = self.config if memory_mb is None else replace(self.config, memory_mb=memory_mb)
-        sandbox = Sandbox(self._client, config)
+        sandbox = Sandbox(self.docker, config)
         try:
             sandbox.start()
             return sandbox
@@ -271,11 +278,11 @@ class Pool:
                 # job in a container created with its limit instead.
                 log.info("%s; starting a sandbox with %d MiB for this job", exc, job.limits.memory_mb)
                 self._retire(sandbox)
-                sandbox = self._start_sandbox(memory_mb=job.limits.memory_mb)
-                if sandbox is None:
+                fresh = self._start_sandbox(memory_mb=job.limits.memory_mb)
+                if fresh is None:
                     return self._sandbox_error(job, f"{exc}; no sandbox with that limit could be started"), False
-                result, _ = self._run(sandbox, job)
-                self._retire(sandbox)
+                result, _ = self._run(fresh, job)
+                self._retire(fresh)
                 return result, False
         try:
             reply = self._ask(sandbox, job)
@@ -327,7 +334,7 @@ class Pool:
     def _result(self, job: _Job, reply: protocol.Reply) -> ExecutionResult:
         return ExecutionResult(
             id=job.program.id,
-            status=Status(reply["status"]),
+            status=Status(reply.get("status")),
             exit_code=reply.get("exit_code"),
             signal=reply.get("signal"),
             stdout=base64.b64decode(reply.get("stdout_b64", "")),
@@ -416,7 +423,7 @@ class Pool:
         """Remove this pool's containers that exited but were not removed (a removal that failed,
         e.g. while the engine was restarting): a long-running server must not accumulate them."""
         try:
-            for c in self._client.containers.list(
+            for c in self.docker.containers.list(
                     all=True, filters={"label": f"{LABEL_INSTANCE}={self.instance}", "status": "exited"}):
                 c.remove(force=True)
         except docker.errors.DockerException as exc:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 from docker.types import LogConfig, Ulimit
 
 from executor import protocol
@@ -143,7 +144,7 @@ class Sandbox:
         self.config = config
         self.memory_mb = config.memory_mb
         self.job_uid: int | None = None
-        self.container = None
+        self.container: Container | None = None
         self._sock: socket.socket | None = None
         self._raw = None
         self._frames = bytearray()
@@ -157,12 +158,13 @@ class Sandbox:
     def start(self, timeout_s: float = 60.0) -> None:
         try:
             self.job_uid = JOB_UIDS.take()
-            self.container = self.client.containers.create(**self.config.create_kwargs(self.job_uid))
+            container = self.client.containers.create(**self.config.create_kwargs(self.job_uid))
+            self.container = container
             self._raw = self.client.api.attach_socket(
-                self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+                str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             )
             self._sock = getattr(self._raw, "_sock", self._raw)
-            self.container.start()
+            container.start()
             hello = self._read_line(time.monotonic() + timeout_s)
         except (docker.errors.DockerException, OSError) as exc:
             self.remove()
@@ -189,6 +191,8 @@ class Sandbox:
         if memory_mb == self.memory_mb:
             return
         mem = f"{self.config.container_memory_mb(memory_mb)}m"
+        if self.container is None:
+            raise SandboxError("sandbox is not running")
         try:
             self.container.update(mem_limit=mem, memswap_limit=mem)
         except docker.errors.DockerException as exc:
@@ -197,10 +201,12 @@ class Sandbox:
 
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer ended the container's init (the agent)."""
+        if self.container is None:
+            return False
         try:
             self.container.reload()
             return bool(self.container.attrs["State"].get("OOMKilled"))
-        except (docker.errors.DockerException, AttributeError):
+        except docker.errors.DockerException:
             return False
 
     def remove(self) -> None:
@@ -256,6 +262,8 @@ class Sandbox:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxError("the sandbox did not answer in time")
+            if self._sock is None:
+                raise SandboxError("sandbox is not running")
             self._sock.settimeout(remaining)
             try:
                 chunk = self._sock.recv(1 << 20)

@@ -237,11 +237,13 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 # Said in metadata, not only in words: a client must not resend what cannot fit.
                 context.set_trailing_metadata(((REFUSAL_KEY, "too-large"),))
             context.abort(code, message)
+            raise   # abort() raises; this line is never reached
         context.add_callback(future.cancel)
         try:
             result: ExecutionResult = future.result()
         except Exception as exc:
             context.abort(*status_of(exc))
+            raise
         return result.to_proto()
 
     def ExecuteStream(self, request_iterator, context) -> Iterator[pb.StreamResponse]:
@@ -333,7 +335,7 @@ class _TokenAuth(grpc.ServerInterceptor):
         if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
             return continuation(handler_call_details)
         given = dict(handler_call_details.invocation_metadata).get("authorization", "")
-        if hmac.compare_digest(given.encode(), self._expected):
+        if isinstance(given, str) and hmac.compare_digest(given.encode(), self._expected):
             return continuation(handler_call_details)
         return self._deny_stream if handler_call_details.method.endswith("Stream") else self._deny_unary
 
@@ -346,7 +348,7 @@ class ExecutorServer:
         self._client_factory = (lambda: docker_client) if docker_client else (
             lambda: docker.from_env(timeout=30))
         self.health = health.HealthServicer(experimental_non_blocking=True)
-        self.pool: Pool | None = None
+        self._pool: Pool | None = None
         self.grpc_server: grpc.Server | None = None
         self.port = config.port
         self.metrics = Metrics()
@@ -357,6 +359,12 @@ class ExecutorServer:
         self._summary_lock = threading.Lock()
         self._stopped = threading.Event()
 
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise RuntimeError("the executor server has not been started")
+        return self._pool
+
     def start(self) -> ExecutorServer:
         cfg = self.config
         self._set_health(False)
@@ -364,13 +372,13 @@ class ExecutorServer:
         sandbox = SandboxConfig(image="", memory_mb=cfg.limits.default_memory_mb,
                                 cpus=cfg.cpus_per_sandbox, pids_limit=cfg.pids_limit,
                                 runtime=cfg.runtime, max_output_bytes=cfg.limits.max_output_bytes)
-        self.pool = Pool(
+        self._pool = Pool(
             self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
             instance=cfg.instance or f"server-{cfg.port}",
             on_result=self._record, on_engine_change=self._set_health,
             image_provider=lambda client: ensure_sandbox_image(client, cfg.sandbox_base),
         )
-        interceptors = [_TokenAuth(cfg.token)] if cfg.token else []
+        interceptors: list[grpc.ServerInterceptor] = [_TokenAuth(cfg.token)] if cfg.token else []
         # Every open stream holds one worker; the rest are for unary calls and health checks,
         # which are never refused for want of one.
         server = grpc.server(
@@ -393,7 +401,7 @@ class ExecutorServer:
         _check_port_free(cfg.host, cfg.port)
         if cfg.tls_cert:
             creds = grpc.ssl_server_credentials(
-                [(_read(cfg.tls_key), _read(cfg.tls_cert))],
+                [(_read(cfg.tls_key or ""), _read(cfg.tls_cert))],   # both given: checked with the flags
                 root_certificates=_read(cfg.tls_client_ca) if cfg.tls_client_ca else None,
                 require_client_auth=bool(cfg.tls_client_ca),
             )
@@ -461,8 +469,8 @@ class ExecutorServer:
             self.http.stop()
         if self.grpc_server is not None:
             self.grpc_server.stop(grace_s).wait()
-        if self.pool is not None:
-            self.pool.close(drain=True)
+        if self._pool is not None:
+            self._pool.close(drain=True)
         self.metrics.stop()
 
     def wait(self) -> None:
@@ -502,7 +510,7 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host.strip("[]"), port))
         except OSError as exc:
-            raise OSError(f"could not listen on {host}:{port}: {exc.strerror.lower()} "
+            raise OSError(f"could not listen on {host}:{port}: {(exc.strerror or str(exc)).lower()} "
                           "(is another server using that port?)") from None
 
 

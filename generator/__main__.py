@@ -13,6 +13,7 @@ from generator.resources import Resources
 from generator.rows import file_fingerprint, read_jsonl
 from generator.runner import Input, run_stages
 from generator.stage import WHOLE_INPUT
+from generator.stages.export import Export, push_to_hub
 from generator.stages.seeds import seeds_input
 
 
@@ -67,7 +68,7 @@ def cmd_stage(args) -> int:
     if args.command == "export":
         cfg.dir = str(args.dataset_dir.parent) if args.dataset_dir else str(args.output.parent)
     stage = REGISTRY[args.command].from_config(cfg, args.output)
-    if args.command == "export" and args.dataset_dir:
+    if isinstance(stage, Export) and args.dataset_dir:
         stage.dataset_dir = args.dataset_dir
     rows = list(read_jsonl(args.input))
     for i, row in enumerate(rows, 1):
@@ -83,9 +84,7 @@ def cmd_stage(args) -> int:
         fp = f"{fp}:shard{index}/{count}"
     (stats,) = run_stages([stage], Input(rows, fp), Resources.of(cfg))
     print(json.dumps(stats.to_dict()), file=sys.stderr)
-    if args.command == "export" and args.push_to_hub:
-        from generator.stages.export import push_to_hub
-
+    if isinstance(stage, Export) and args.push_to_hub:
         print(f"pushed to {push_to_hub(stage.dataset_dir, args.push_to_hub)}", file=sys.stderr)
     return 0
 

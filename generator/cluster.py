@@ -93,16 +93,17 @@ def run_stage_on_ray(stage: Stage, given: Input, cluster: ClusterConfig, resourc
     finished = [stage.with_output(out.with_name(f"{out.stem}.part-{k}-of-{workers}.jsonl"), progress=False)
                 for k in range(workers)]
     log.info("%s: %d rows on %d Ray workers (%g GPU each)", stage.name, len(rows), workers, per_worker)
-    actor = ray.remote(num_gpus=per_worker, num_cpus=1)(_Worker)
+    actor = ray.remote(num_gpus=per_worker, num_cpus=1)(_Worker)  # pyright: ignore[reportAttributeAccessIssue]
     started = time.monotonic()
     # Each worker makes its own model from the config; a backend object is not sent.
     handles = [actor.remote(Resources(backend_config=resources.backend_config)) for _ in range(workers)]
     try:
-        results = ray.get([h.run.remote(part_stage, part, f"{given.fingerprint}:part{k}/{workers}")
-                           for k, (h, part_stage, part) in enumerate(zip(handles, finished, parts, strict=True))])
+        calls = [h.run.remote(part_stage, part, f"{given.fingerprint}:part{k}/{workers}")  # pyright: ignore
+                 for k, (h, part_stage, part) in enumerate(zip(handles, finished, parts, strict=True))]
+        results = ray.get(calls)
     finally:
         for h in handles:
-            ray.kill(h)
+            ray.kill(h)  # pyright: ignore[reportArgumentType]  (Ray's stubs: a proxy is a handle)
     stats = StageStats(stage.name, unit=stage.unit)
     for r in map(StageStats.from_dict, results):
         stats.rows_in += r.rows_in

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from datasketch import MinHashLSH
-from rensa import RMinHash
+from rensa import RMinHash  # pyright: ignore[reportAttributeAccessIssue]  (a compiled module)
 
 _SEED = 1
 _NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)   # odd: combining n token hashes loses no bits

@@ -195,7 +195,7 @@ def _check_type(value, hint, where: str) -> None:
         return
     if not ok:
         raise ValueError(f"{where} must be {getattr(base, '__name__', base)}, not {value!r}")
-    if base is list:
+    if isinstance(value, list):
         (item,) = typing.get_args(hint) or (None,)
         for i, v in enumerate(value):
             if item is not None:

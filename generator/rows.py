@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import NotRequired, TypedDict, cast
 
 
 class SourceRow(TypedDict):
@@ -123,13 +123,14 @@ def read_rows(source: str, streaming: bool = False) -> Iterator[dict]:
         import datasets
 
         if (path / "state.json").exists() or (path / "dataset_info.json").exists():
-            yield from datasets.load_from_disk(str(path))
+            dataset = datasets.load_from_disk(str(path))
         else:
-            yield from datasets.load_dataset(str(path), split="train")
+            dataset = datasets.load_dataset(str(path), split="train")
+        yield from cast(Iterable[dict], dataset)
     elif is_dataset_name(source):
         import datasets
 
-        yield from datasets.load_dataset(source, split="train", streaming=streaming)
+        yield from cast(Iterable[dict], datasets.load_dataset(source, split="train", streaming=streaming))
     else:
         raise FileNotFoundError(f"{source}: not a .jsonl/.json/.parquet file, a dataset folder or a "
                                 "Hugging Face dataset name")

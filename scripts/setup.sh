@@ -22,6 +22,7 @@ for v in 0.3.1 0.2.1; do
 done
 need_apt=()
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)   # Pyright (dev) runs on Node
 if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
   need_apt+=(docker-compose)
 fi

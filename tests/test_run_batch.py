@@ -62,12 +62,15 @@ def test_bad_lines_are_reported_with_line_numbers_and_the_rest_runs(tmp_path, ta
         {"id": "d", "code": "print(5)", "timeout_s": 9999},
         {"id": "e", "code": "print(6)"},
     ])
+    with open(inp, "ab") as f:
+        f.write(b'{"id": "f", "code": "print(\xff)"}\n')   # not UTF-8: reported, not a crash
     proc = run_batch(inp, "--output", out, "--target", target)
     assert proc.returncode == 2
     assert {r["id"] for r in read_jsonl(out)} == {"a", "e"}
     for expected in ("line 2: not valid JSON", "line 3: duplicate id 'a'", "line 4: 'id' must be",
                      "line 5: id 'b' rejected (INVALID_ARGUMENT): code is empty",
-                     "line 6: 'timeout_s' must be a number", "line 7: id 'd' rejected"):
+                     "line 6: 'timeout_s' must be a number", "line 7: id 'd' rejected",
+                     "line 9: not valid JSON ('utf-8' codec can't decode"):
         assert expected in proc.stderr, expected
 
 

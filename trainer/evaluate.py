@@ -92,6 +92,7 @@ def _programs(problem: Problem, index: int, sample: Sample, oracles: dict | None
     solution = sample.solution(problem)
     if problem.differential:
         for part in ("base", "plus"):
+            assert oracles is not None   # computed for every differential problem
             check = grading.differential_program(problem, solution, oracles[problem.task_id][part], rules)
             yield part, Program(check.code, id=f"{problem.task_id}\x1f{index}\x1f{part}", stdin=check.stdin,
                                 limits=Limits(timeout_s=min(check.timeout_s, 120.0), memory_mb=4096))
@@ -210,7 +211,7 @@ def generate_samples(problems: list[Problem], model: str, backend: str = "auto",
     if backend == "auto":
         try:
             import torch
-            import vllm  # noqa: F401
+            import vllm  # noqa: F401  # pyright: ignore[reportMissingImports]  (optional, GPU only)
 
             backend = "vllm" if torch.cuda.is_available() else "transformers"
         except ImportError:

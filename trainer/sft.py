@@ -33,10 +33,14 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from trainer.template import IGNORE, install_chat_template, save_tokenizer, tokenize_example
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +72,16 @@ class SFTConfig:
     stop_after_step: int | None = None  # checkpoint at this step and exit (for job-time limits)
 
 
-def load_training_data(cfg: SFTConfig, tokenizer):
+def load_training_data(cfg: SFTConfig, tokenizer) -> datasets.Dataset:
     """A `prepare` output directory (its `tokenized` dataset) or raw instruction/response rows."""
     import datasets
 
     prepared = Path(cfg.data) / "tokenized"
     if prepared.is_dir():
-        ds = datasets.load_from_disk(str(prepared)).select_columns(["input_ids", "labels"])
+        saved = datasets.load_from_disk(str(prepared))
+        if not isinstance(saved, datasets.Dataset):
+            raise ValueError(f"{prepared}: expected one tokenized dataset (what `trainer prepare` writes)")
+        ds = saved.select_columns(["input_ids", "labels"])
         longest = max((len(ids) for ids in ds["input_ids"]), default=0)
         if longest > cfg.max_length:
             # Prepared with a larger limit: cut to this run's, as tokenizing anew would.
@@ -104,7 +111,7 @@ def flash_attention_available() -> bool:
     if not torch.cuda.is_available():
         return False
     try:
-        import flash_attn  # noqa: F401
+        import flash_attn  # noqa: F401  # pyright: ignore[reportMissingImports]  (optional, GPU only)
     except ImportError:
         return False
     return True

@@ -45,11 +45,12 @@ def make_tiny_model(out_dir: str | Path, vocab_size: int = 2048, hidden_size: in
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(vocab_size)
+    eos = tokenizer.eos_token_id
+    assert isinstance(eos, int)
     config = Starcoder2Config(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 4,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-        max_position_embeddings=max_positions, bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
+        max_position_embeddings=max_positions, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
         sliding_window=None, use_cache=True,
     )
     torch.manual_seed(seed)

@@ -23,7 +23,7 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # pyright: ignore[reportArgumentType]  (transformers' stubs)
         self.max_prompt_tokens = max_prompt_tokens or getattr(self.model.config, "max_position_embeddings", 4096)
         self.batch_size = max(1, batch_size)
 
@@ -44,7 +44,7 @@ class TransformersBackend:
         ids, mask = enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
         torch.manual_seed(seed)
         with torch.no_grad():
-            out = self.model.generate(
+            out = self.model.generate(  # pyright: ignore[reportAttributeAccessIssue]
                 ids, attention_mask=mask, do_sample=sampling.temperature > 0,
                 temperature=sampling.temperature or None, top_p=sampling.top_p,
                 max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,

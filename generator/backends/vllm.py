@@ -16,7 +16,7 @@ class VLLMBackend:
                  max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
                  enable_prefix_caching: bool = True, **engine_kwargs) -> None:
         try:
-            from vllm import LLM
+            from vllm import LLM  # pyright: ignore[reportAttributeAccessIssue]  (lazy exports)
         except ImportError as exc:
             raise RuntimeError(
                 "the vllm backend needs vLLM and a GPU: pip install 'selfalign[vllm]' "
@@ -26,7 +26,7 @@ class VLLMBackend:
                        enable_prefix_caching=enable_prefix_caching, **engine_kwargs)
 
     def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[list[Completion]]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # pyright: ignore[reportAttributeAccessIssue]
 
         params = [SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                                  max_tokens=sampling.max_new_tokens, stop=list(sampling.stop), seed=seed)

@@ -101,6 +101,7 @@ class Execute(Stage):
 
         bar = tqdm(total=len(programs), desc="programs", unit="program", leave=False,
                    disable=not self.progress or not programs, dynamic_ncols=True)
+        assert self.client is not None, "run the stage through Stage.run, which gives it an executor"
         for r in self.client.execute_many(programs, max_in_flight=self.cfg.concurrency, return_rejected=True):
             bar.update(1)
             row, i, response = candidates[r.id]

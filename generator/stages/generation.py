@@ -97,6 +97,7 @@ class GenerationStage(Stage):
         prompts = [self.prompt(r) for r in rows]
         sampling = Sampling(n=self.gen.n, temperature=self.gen.temperature,
                             max_new_tokens=self.gen.max_new_tokens, stop=STOP)
+        assert self.backend is not None, "run the stage through Stage.run, which gives it the model"
         outputs = self.backend.generate(prompts, sampling, [self.row_seed(r) for r in rows])
         result = BatchResult(extra={"malformed": []})
         for row, samples in zip(rows, outputs, strict=True):

@@ -37,7 +37,7 @@ def _swap_docstring(code: str, other: str) -> str | None:
     if not funcs or not donors or ast.get_docstring(funcs[0]) is None or ast.get_docstring(donors[0]) is None:
         return None
     old, new = ast.get_docstring(funcs[0], clean=False), ast.get_docstring(donors[0], clean=False)
-    return code.replace(old, new, 1) if old != new else None
+    return code.replace(old, new, 1) if old is not None and new is not None and old != new else None
 
 
 class JudgeSeeds(GenerationStage):

@@ -77,9 +77,12 @@ class SeedFilter:
                 start = min([d.lineno for d in node.decorator_list] + [node.lineno])
                 text = "\n".join(lines[start - 1:node.end_lineno])
                 seed, reason = self.check(node, text, imports, origin)
-                yield (seed, None) if reason is None else ({"name": node.name, "line": node.lineno}, reason)
+                if seed is not None and reason is None:
+                    yield seed, None
+                else:
+                    yield {"name": node.name, "line": node.lineno}, reason or "rejected"
 
-    def check(self, node: ast.FunctionDef, text: str, imports: dict[str, str],
+    def check(self, node: ast.FunctionDef | ast.AsyncFunctionDef, text: str, imports: dict[str, str],
               origin: str) -> tuple[dict | None, str | None]:
         if ast.get_docstring(node) is None:
             return None, "no_docstring"
@@ -168,9 +171,9 @@ def _imported_modules(node: ast.AST) -> set[str]:
     return mods
 
 
-def _returns_value(func: ast.FunctionDef) -> bool:
+def _returns_value(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     """A `return <value>` in the function itself (not in a nested function or class)."""
-    stack = list(func.body)
+    stack: list[ast.AST] = list(func.body)
     while stack:
         node = stack.pop()
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
@@ -269,7 +272,9 @@ def _init_worker(seed_filter: SeedFilter) -> None:
 
 
 def _extract(row: dict, seed_filter: SeedFilter | None = None) -> list[tuple[dict, str | None]]:
-    return list((seed_filter or _worker_filter).functions(row["code"], row["origin"]))
+    active = seed_filter or _worker_filter
+    assert active is not None   # a worker got its filter from _init_worker
+    return list(active.functions(row["code"], row["origin"]))
 
 
 class ExtractSeeds(Stage):
