@@ -75,6 +75,16 @@ def cmd_serve(args) -> int:
     return 0
 
 
+CLIENT_HELP = {
+    "retry_timeout_s": "give up on a target unreachable this long (seconds)",
+    "max_attempts": "server failures under one program before it is a SANDBOX_ERROR",
+    "backoff_initial_s": "first wait before retrying a target (doubles, with jitter)",
+    "backoff_max_s": "longest wait between retries",
+    "streams_per_balanced_target": "streams opened on a dns:/ipv4:/ipv6: target",
+    "rotate_after": "programs per stream on a balanced target before a new stream",
+}
+
+
 def cmd_run_batch(args) -> int:
     from executor.batch import run_batch
     from executor.client import ExecutorError
@@ -90,7 +100,8 @@ def cmd_run_batch(args) -> int:
     started = interrupted = False
     report = None
     try:
-        with connect(args.target, token=token, cache_path=args.cache,
+        tuning = {name: getattr(args, name) for name in CLIENT_HELP if hasattr(args, name)}
+        with connect(args.target, token=token, cache_path=args.cache, **tuning,
                      server_config=None if args.target else _server_config(args, "127.0.0.1", 0)) as client:
             started = True
             try:
@@ -206,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=None, help="on-disk result cache (SQLite file)")
     p.add_argument("--token", default=None)
     p.add_argument("--no-progress", action="store_true")
+    from executor.cli import add_dataclass_options
+    from executor.client import ClientConfig
+
+    add_dataclass_options(p, ClientConfig, CLIENT_HELP, only=tuple(CLIENT_HELP))
     _add_server_options(p)
     p.set_defaults(func=cmd_run_batch)
 

@@ -116,13 +116,15 @@ def run_command(args, on_executor_error: str = "run the same command again to re
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls, helps: dict[str, str],
-                          aliases: dict[str, str] | None = None) -> None:
-    """One flag per field of `cls`, its default and type taken from the dataclass itself (never
-    repeated by hand). Flags not given are absent from the parsed namespace, so a config file
-    can fill them (`options_from`)."""
+                          aliases: dict[str, str] | None = None, only: tuple[str, ...] | None = None) -> None:
+    """One flag per field of `cls` (or of the fields named in `only`), its default and type taken
+    from the dataclass itself (never repeated by hand). Flags not given are absent from the
+    parsed namespace, so a config file can fill them (`options_from`)."""
     hints = typing.get_type_hints(cls)
     aliases = aliases or {}
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         names = [f"--{f.name.replace('_', '-')}"] + ([aliases[f.name]] if f.name in aliases else [])
         default = f.default if f.default is not dataclasses.MISSING else None
         text = helps.get(f.name, "") + (f" (default: {default})" if default is not None else " (required)")
