@@ -3,9 +3,16 @@ install from PyPI, in one run, with precision and recall against exact Jaccard.
 
 Methods (each in its own process, so peak memory, children included, is measured apart):
 - selfalign: `generator.minhash.near_duplicates` with --num-proc processes, and with one
+- selfalign-cli: the user's path, `python -m generator dedup --num-proc N` as a command on the
+  documents as JSONL response rows (process start, reading and writing JSONL, the exact dedup
+  and the near dedup), timed from outside
 - rensa-lsh: rensa's RMinHash per document and its RMinHashLSH, query then insert (keep-first)
 - rensa-bulk: rensa's bulk digests (`from_token_sets`), then the same LSH loop
 - rensa-dedup: rensa's RMinHashDeduplicator (its LSH plus its own similarity check)
+- datatrove: its four MinHash steps (signatures, buckets, clusters, filter) on local executors
+  with --num-proc tasks and workers, banded as datasketch bands for the threshold (14 x 9 at
+  0.7), its own text normalization, the peers' tokens (`pip install datatrove`; skipped
+  without it)
 - datasketch: one MinHash per document, one `update` per shingle, MinHashLSH query then insert
 The peers get the same shingles a user of them would build: 5-grams of the same tokens, as strings.
 
@@ -16,7 +23,10 @@ removed. Documents: every function and method in the installed Python's standard
 site-packages. Speed is reported as min and median of --repeat runs; ratios are to the fastest
 rensa method in the same run.
 
-Run: python bench/dedup_bench.py [--docs 120000] [--num-proc 2] [--repeat 3] [--scale 10000,30000]
+Scaling: --scale adds a curve of `selfalign` alone over corpus sizes; sizes beyond the real
+functions are grown with mutated copies of them (`synthetic`).
+
+Run: python bench/dedup_bench.py [--docs 120000] [--num-proc 2] [--repeat 3] [--scale 10000,30000,1000000]
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import argparse
 import ast
 import collections
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -42,8 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "selfalign" / "dedup-bench"
 TOKEN = re.compile(r"\w+|[^\w\s]")
-FAST = ("selfalign", "selfalign-1proc", "rensa-lsh", "rensa-bulk", "rensa-dedup")
-SLOW = ("datasketch",)   # run once: minutes each
+FAST = ("selfalign", "selfalign-1proc", "selfalign-cli", "rensa-lsh", "rensa-bulk", "rensa-dedup")
+SLOW = ("datatrove", "datasketch")   # run once: a minute or more each
 
 
 def collect(limit: int) -> list[str]:
@@ -67,6 +78,22 @@ def collect(limit: int) -> list[str]:
                     if len(docs) >= limit:
                         return docs
     return docs
+
+
+def synthetic(docs: list[str], n: int, seed: int = 0) -> list[str]:
+    """The corpus grown to `n` documents for the scaling curve: each extra document is a real
+    one with a random share (2 to 60%) of its tokens replaced by tokens from elsewhere, so the
+    larger corpora have every kind of near-duplicate, as generated data does."""
+    import random
+
+    rng = random.Random(seed)
+    vocabulary = [t for d in docs[:2000] for t in TOKEN.findall(d)]
+    out = list(docs)
+    while len(out) < n:
+        tokens = TOKEN.findall(docs[rng.randrange(len(docs))])
+        share = rng.uniform(0.02, 0.6)
+        out.append(" ".join(rng.choice(vocabulary) if rng.random() < share else t for t in tokens))
+    return out
 
 
 def string_shingles(text: str, ngram: int) -> list[str]:
@@ -154,6 +181,8 @@ def run_method(method: str, docs: list[str], threshold: float, num_perm: int, ng
             else:
                 lsh.insert(i, m)
         return removed
+    if method == "datatrove":
+        return datatrove_removed(docs, threshold, num_perm, ngram, num_proc)
     from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
@@ -169,6 +198,66 @@ def run_method(method: str, docs: list[str], threshold: float, num_perm: int, ng
     return removed
 
 
+if importlib.util.find_spec("datatrove") is not None:
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    class CodeTokens(WordTokenizer):
+        """The peers' tokens (`TOKEN`) for datatrove: its own word tokenizers need spaCy."""
+
+        def word_tokenize(self, text: str) -> list[str]:
+            return TOKEN.findall(text)
+
+        def sent_tokenize(self, text: str) -> list[str]:
+            return [text]
+
+        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+            return [m.span() for m in TOKEN.finditer(text)]
+
+
+def datatrove_removed(docs: list[str], threshold: float, num_perm: int, ngram: int, num_proc: int) -> list[int]:
+    os.environ.setdefault("LOGURU_LEVEL", "ERROR")
+    import gzip
+
+    from datasketch import MinHashLSH
+    from datatrove.data import Document
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.writers import JsonlWriter
+
+    banding = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    config = MinhashConfig(n_grams=ngram, num_buckets=banding.b, hashes_per_bucket=banding.r)
+    work = tempfile.mkdtemp(prefix="datatrove-")
+    size = math.ceil(len(docs) / num_proc)
+
+    def shard(data, rank: int = 0, world_size: int = 1):
+        for i in range(rank * size, min(len(docs), (rank + 1) * size)):
+            yield Document(text=docs[i], id=str(i))
+
+    def run(pipeline, tasks: int, name: str) -> None:
+        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(tasks, num_proc),
+                              logging_dir=f"{work}/logs-{name}").run()
+
+    run([shard, MinhashDedupSignature(output_folder=f"{work}/sigs", config=config, language=CodeTokens())],
+        num_proc, "sigs")
+    run([MinhashDedupBuckets(input_folder=f"{work}/sigs", output_folder=f"{work}/buckets", config=config)],
+        config.num_buckets, "buckets")
+    run([MinhashDedupCluster(input_folder=f"{work}/buckets", output_folder=f"{work}/remove", config=config)],
+        1, "cluster")
+    run([shard, MinhashDedupFilter(input_folder=f"{work}/remove",
+                                   exclusion_writer=JsonlWriter(f"{work}/removed"))], num_proc, "filter")
+    removed = []
+    for path in sorted(Path(work, "removed").glob("*")):
+        with gzip.open(path, "rt") as f:
+            removed += [int(json.loads(line)["id"]) for line in f if line.strip()]
+    return sorted(removed)
+
+
 def child(args) -> None:
     docs = json.loads(Path(args.corpus).read_text())[:args.docs]
     start = time.perf_counter()
@@ -181,7 +270,35 @@ def child(args) -> None:
                                              "workers_peak_rss_mb": workers_kb / 1024, "removed": removed}))
 
 
+def measure_cli(corpus: Path, n: int, args, work: Path) -> dict:
+    """`generator dedup` as a user runs it, on the documents as response rows."""
+    rows = work / f"rows-{n}.jsonl"
+    if not rows.exists():
+        docs = json.loads(corpus.read_text())[:n]
+        with open(rows, "w", encoding="utf-8") as f:
+            for i, doc in enumerate(docs):
+                f.write(json.dumps({"id": str(i), "instruction": f"task {i}", "response": doc}) + "\n")
+    out = work / f"cli-{n}.jsonl"
+    for path in work.glob(f"cli-{n}*"):
+        path.unlink()
+    command = [sys.executable, "-m", "generator", "dedup", "--input", str(rows), "--output", str(out),
+               "--num-proc", str(args.num_proc), "--no-progress", f"dedup.threshold={args.threshold}",
+               f"dedup.num_perm={args.num_perm}", f"dedup.ngram={args.ngram}"]
+    # Through a wrapper whose only child is the command, so its peak RSS is the command's own.
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", wrapper, *command], check=True, cwd=ROOT, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - start
+    kept = {json.loads(line)["id"] for line in open(out, encoding="utf-8")}
+    return {"seconds": seconds, "peak_rss_mb": int(done.stdout.split()[-1]) / 1024, "workers_peak_rss_mb": 0,
+            "removed": sorted(i for i in range(n) if str(i) not in kept)}
+
+
 def measure(method: str, corpus: Path, n: int, args, work: Path) -> dict:
+    if method == "selfalign-cli":
+        return measure_cli(corpus, n, args, work)
     out = work / f"{method}-{n}.json"
     subprocess.run([sys.executable, __file__, "--method", method, "--corpus", str(corpus), "--result", str(out),
                     "--docs", str(n), "--threshold", str(args.threshold), "--num-perm", str(args.num_perm),
@@ -222,6 +339,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="dedup-bench-"))
     rows = {}
     for method in args.methods.split(","):
+        if method == "datatrove" and importlib.util.find_spec("datatrove") is None:
+            print("skipping datatrove: not installed (pip install 'selfalign[bench]')", file=sys.stderr)
+            continue
         runs = []
         for _ in range(args.repeat if method in FAST else 1):
             print(f"running {method} ...", file=sys.stderr, flush=True)
@@ -248,9 +368,15 @@ def main() -> int:
               "with_earlier_partner": len(truth), "methods": rows}
     if args.scale:
         curve = []
-        for n in [int(x) for x in args.scale.split(",")] + [len(docs)]:
-            r = measure("selfalign", corpus, n, args, work)
-            curve.append({"docs": n, "docs_per_s": round(n / r["seconds"]), "peak_rss_mb": round(r["peak_rss_mb"])})
+        for n in sorted({int(x) for x in args.scale.split(",")} | {len(docs)}):
+            source = corpus
+            if n > len(docs):   # beyond the real functions: grown with mutated copies (see synthetic)
+                source = CACHE / f"corpus-{args.docs}-grown-{n}.json"
+                if not source.exists():
+                    source.write_text(json.dumps(synthetic(docs, n)))
+            r = measure("selfalign", source, n, args, work)
+            curve.append({"docs": n, "docs_per_s": round(n / r["seconds"]), "peak_rss_mb": round(r["peak_rss_mb"]),
+                          "synthetic": n > len(docs)})
         report["scaling"] = curve
     text = json.dumps(report, indent=2)
     print(text)

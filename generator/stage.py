@@ -283,11 +283,14 @@ class Stage:
             return None
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)   # made once: json.dumps makes one a call with options
+
+
 def _append_jsonl(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
     with open(path, "a", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(_ENCODER.encode(row) + "\n")
         f.flush()
         os.fsync(f.fileno())

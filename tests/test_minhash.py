@@ -77,3 +77,35 @@ def test_the_same_answer_in_one_process_or_several_and_any_chunking():
     one = near_duplicates(docs, keys, PARAMS)
     assert near_duplicates(docs, keys, PARAMS, num_proc=2, chunk=37) == one
     assert near_duplicates(docs, keys, PARAMS, num_proc=1, chunk=11) == one
+
+
+def test_banding_is_datasketchs_choice():
+    """Our banding rule is datasketch's MinHashLSH rule (we compute it to spare its import)."""
+    from datasketch import MinHashLSH
+
+    from generator.minhash import optimal_banding
+
+    for num_perm in (64, 128, 256):
+        for threshold in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9):
+            lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            assert optimal_banding(threshold, num_perm) == (lsh.b, lsh.r), (threshold, num_perm)
+
+
+def test_the_key_table_finds_what_was_put_in_and_nothing_else():
+    from generator.minhash import KeyTable
+
+    rng = np.random.default_rng(5)
+    keys = np.unique(rng.integers(1, 2**64 - 1, size=200_000, dtype=np.uint64))
+    table = KeyTable(capacity=16)   # grows many times on the way
+    half = len(keys) // 2
+    for start in range(0, half, 7_001):
+        part = keys[start:min(start + 7_001, half)]
+        table.insert(part, np.arange(start, start + len(part), dtype=np.int32))
+    assert table.size == half and table.size <= KeyTable.MAX_LOAD * len(table.keys)
+    assert (table.lookup(keys[:half]) == np.arange(half)).all()
+    assert (table.lookup(keys[half:]) == -1).all()
+    # Keys that collide on their slot (same low bits) all find their place.
+    crowded = (np.arange(1, 50, dtype=np.uint64) << np.uint64(40)) | np.uint64(3)
+    small = KeyTable(capacity=128)
+    small.insert(crowded, np.arange(len(crowded), dtype=np.int32))
+    assert (small.lookup(crowded) == np.arange(len(crowded))).all()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from generator.minhash import MinHashParams, near_duplicates
+import numpy as np
+
+from generator.minhash import MinHashParams, deduplicate, signed_chunks
 from generator.response_format import program_of
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
@@ -37,8 +39,9 @@ class DedupConfig:
             raise ValueError(f"[dedup] fields must be some of instruction, response, code; not {sorted(unknown)}")
 
 
-def _normalized_hash(text: str) -> str:
-    return hashlib.sha256(re.sub(r"\s+", "", text).encode()).hexdigest()
+def _normalized_hash(text: str) -> bytes:
+    # str.split() drops the same (Unicode) whitespace as re's \s, three times as fast.
+    return hashlib.sha256("".join(text.split()).encode()).digest()
 
 
 class Dedup(Stage):
@@ -60,34 +63,43 @@ class Dedup(Stage):
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()
-        survivors = rows if not self.cfg.exact else self._exact(rows, result)
-        if self.cfg.near:
+        alive = np.ones(len(rows), bool)
+        with ThreadPoolExecutor(1, thread_name_prefix="signatures") as background:
+            # The signatures of every row are computed (in worker processes) while the exact
+            # part runs: they do not depend on it, and those of its duplicates are skipped below.
+            texts: dict[str, list[str]] = {}
+            pending = {}
             params = MinHashParams(self.cfg.num_perm, self.cfg.ngram, self.cfg.threshold)
-            for name in self.cfg.fields:
-                texts = [program_of(r["response"]) if name == "code" else r[name] for r in survivors]
+            if self.cfg.near:
+                for name in self.cfg.fields:
+                    texts[name] = [program_of(r["response"]) if name == "code" else r[name] for r in rows]
+                    pending[name] = background.submit(
+                        lambda t=texts[name]: list(signed_chunks(t, params, self.cfg.num_proc)))
+            if self.cfg.exact:
+                self._exact(rows, alive, result)
+            ids = [r["id"] for r in rows]
+            for name, signing in pending.items():
                 # An empty text (no code) matches every other empty text: those are not compared.
-                pairs = [(t, r["id"]) for t, r in zip(texts, survivors, strict=True) if t.strip()]
-                dup_of = near_duplicates([t for t, _ in pairs], [i for _, i in pairs], params, self.cfg.num_proc)
-                for row in survivors:
-                    if row["id"] in dup_of:
-                        reason = "near_duplicate" if name == "response" else f"near_duplicate_{name}"
+                blank = np.fromiter((not t.strip() for t in texts[name]), bool, len(rows))
+                dup_of = deduplicate(signing.result(), ids, params, skip=~alive | blank)
+                reason = "near_duplicate" if name == "response" else f"near_duplicate_{name}"
+                for i, row in enumerate(rows):
+                    if alive[i] and row["id"] in dup_of:
                         result.rejected.append({"id": row["id"], "reason": reason, "duplicate_of": dup_of[row["id"]]})
-                survivors = [r for r in survivors if r["id"] not in dup_of]
-        result.kept.extend(survivors)
+                        alive[i] = False
+        result.kept.extend(row for row, keep in zip(rows, alive, strict=True) if keep)
         return result
 
     @staticmethod
-    def _exact(rows: list[dict], result: BatchResult) -> list[dict]:
-        survivors = []
-        first_seen: dict[tuple[str, str], str] = {}
-        for row in rows:
+    def _exact(rows: list[dict], alive: np.ndarray, result: BatchResult) -> None:
+        first_seen: dict[tuple[str, bytes], str] = {}
+        for i, row in enumerate(rows):
             keys = [(f, _normalized_hash(row.get(f, ""))) for f in ("instruction", "response")]
             dup = next((k for k in keys if k in first_seen), None)
             if dup:
                 result.rejected.append({"id": row["id"], "reason": f"exact_duplicate_{dup[0]}",
                                         "duplicate_of": first_seen[dup]})
+                alive[i] = False
                 continue
             for k in keys:
                 first_seen[k] = row["id"]
-            survivors.append(row)
-        return survivors
