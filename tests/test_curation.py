@@ -329,3 +329,36 @@ def test_dedup_fields_one_after_the_other(tmp_path):
         ("b", "near_duplicate_code", "a")]
     with pytest.raises(ValueError, match="fields"):
         DedupConfig(fields=["solution"])
+
+
+def test_dedup_exact_then_near_and_an_exact_duplicate_is_not_matched_again(tmp_path):
+    from generator.stages.dedup import Dedup, DedupConfig
+
+    body = "\n".join(f"    total = total + values[{i}] * {i}" for i in range(30))
+    code = f"def weigh(values):\n    total = 0\n{body}\n    return total\n"
+    rows = [
+        {"id": "a", "instruction": "Weigh the values.", "response": f"```python\n{code}```"},
+        {"id": "b", "instruction": "Weigh  the values.", "response": "Another."},          # same instruction
+        {"id": "c", "instruction": "Weigh them.", "response": f"```python\n{code}```  "},   # same response
+        {"id": "d", "instruction": "Weigh all.", "response": f"```python\n{code.replace('29', '31')}```"},
+        {"id": "e", "instruction": "Other.", "response": "Nothing alike at all, in any way."},
+    ]
+    result = Dedup(tmp_path / "d.jsonl", DedupConfig()).process_batch(rows)
+    assert [r["id"] for r in result.kept] == ["a", "e"]
+    assert [(r["id"], r["reason"], r["duplicate_of"]) for r in result.rejected] == [
+        ("b", "exact_duplicate_instruction", "a"), ("c", "exact_duplicate_response", "a"),
+        ("d", "near_duplicate", "a")]
+
+
+def test_decontaminate_drops_rows_holding_a_benchmark_text_and_names_it(tmp_path):
+    from benchmarks.texts import BenchmarkText
+    from generator.stages.decontaminate import Decontaminate
+
+    index = ContaminationIndex([BenchmarkText("mbpp_docstrings", "11", "Write a function to remove the first and "
+                                              "last occurrence of a given character from the string.")])
+    rows = [{"id": "x", "instruction": "WRITE A FUNCTION TO REMOVE THE FIRST AND LAST OCCURRENCE OF A GIVEN "
+                                      "CHARACTER FROM THE STRING.", "response": "..."},
+            {"id": "y", "instruction": "Remove a character.", "response": "Use str.replace."}]
+    result = Decontaminate(tmp_path / "d.jsonl", index).process_batch(rows)
+    assert [r["id"] for r in result.kept] == ["y"]
+    assert [(r["id"], r["reason"], r["task_id"]) for r in result.rejected] == [("x", "mbpp_docstrings_match", "11")]
