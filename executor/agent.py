@@ -1,7 +1,8 @@
 """The job agent that runs as PID 1 inside every sandbox container.
 
 It reads jobs, one JSON object a line, from the container's attached stdin and answers each
-with one JSON line on stdout. Every job runs in a process forked from an already-initialized
+with one JSON line on stdout (the messages are typed in `protocol.py`, which sits beside this
+file in the image). Every job runs in a process forked from an already-initialized
 interpreter, so a job costs a fork (about a millisecond) instead of a Python start-up or a
 `docker exec` (0.1 to 0.4 s). The forks come from a zygote: a process forked from the agent at
 start, before any job, which never receives a job's code, input or output (only the job's pipe
