@@ -175,8 +175,7 @@ def _send_reply(out, reply: protocol.Reply) -> None:
     the output's size, all of it counted against the job's memory."""
     streams: dict[str, bytearray] = {key: reply.pop(key) for key in protocol.OUTPUT_KEYS  # type: ignore[misc]
                                      if key in reply}
-    head = json.dumps(reply, separators=(",", ":")).encode()
-    out.write(head[:-1])
+    out.write(protocol.encode(reply)[:-2])   # the reply without its closing brace and newline
     for key, buf in streams.items():
         out.write(b',"' + key.encode() + b'":"')
         view = memoryview(buf)

@@ -300,8 +300,7 @@ class Clusters:
     """
 
     def __init__(self, params: MinHashParams) -> None:
-        self.params = params
-        self.bands, self.rows, _ = banding(params)
+        self.bands, _, _ = banding(params)
         self.table = KeyTable()
         self._chunks: list[np.ndarray] = []   # every document's signature, chunk by chunk
         self._chunk_starts: list[int] = []
@@ -328,11 +327,9 @@ class Clusters:
         self.table.insert(keys[alone].ravel(), np.repeat(alone + first, self.bands).astype(np.int32))
         out: list[int | None] = [None] * n
         local: dict[int, int] = {}   # keys this chunk's kept suspects added, not in the table before
-        new_keys: list[int] = []
-        new_values: list[int] = []
         for row in np.flatnonzero(suspect).tolist():
-            row_keys = keys[row].tolist()
-            candidates = {v for v in hits[row].tolist() if v >= 0}
+            row_keys, row_hits = keys[row].tolist(), hits[row].tolist()
+            candidates = {v for v in row_hits if v >= 0}
             candidates.update(local[k] for k in row_keys if k in local)
             match = None
             if len(candidates) == 1:   # the common case, without stacking
@@ -348,13 +345,12 @@ class Clusters:
                     match = ordered[int(matched[0])]
             out[row] = match
             if match is None:
-                for k, v in zip(row_keys, hits[row].tolist(), strict=True):
+                for k, v in zip(row_keys, row_hits, strict=True):
                     if v < 0 and k not in local:
                         local[k] = first + row
-                        new_keys.append(k)
-                        new_values.append(first + row)
-        if new_keys:
-            self.table.insert(np.array(new_keys, np.uint64), np.array(new_values, np.int32))
+        if local:
+            self.table.insert(np.fromiter(local.keys(), np.uint64, len(local)),
+                              np.fromiter(local.values(), np.int32, len(local)))
         return out
 
 
@@ -372,8 +368,8 @@ def deduplicate(chunks: Iterable[SignedChunk], keys: Sequence[str], params: MinH
     duplicate_of: dict[str, str] = {}
     for signed in chunks:
         first = clusters.seen
-        if skip is not None and skip[first:first + len(signed.sigs)].any():
-            absent = skip[first:first + len(signed.sigs)]
+        absent = skip[first:first + len(signed.sigs)] if skip is not None else None
+        if absent is not None and absent.any():
             signed = SignedChunk(np.where(absent[:, None], np.uint32(0), signed.sigs), signed.keys, signed.repeated)
         for offset, match in enumerate(clusters.add(signed)):
             if match is not None:

@@ -94,21 +94,32 @@ def file_fingerprint(path: str | Path) -> str:
 
 
 class JsonlRows:
-    """A JSONL file's rows, read only when iterated: a stage that is already done reads none."""
+    """A JSONL file's rows, read only when iterated: a stage that is already done reads none.
+    Its fingerprint and its row count come from one pass over the file, made once."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._scanned: tuple[str, int] | None = None
 
     def __iter__(self) -> Iterator[dict]:
         return read_jsonl(self.path)
 
     def __len__(self) -> int:
-        with open(self.path, "rb") as f:
-            return sum(1 for line in f if line.strip())
+        return self._scan()[1]
 
     @property
     def fingerprint(self) -> str:
-        return file_fingerprint(self.path)
+        return self._scan()[0]
+
+    def _scan(self) -> tuple[str, int]:
+        if self._scanned is None:
+            h, count = hashlib.sha256(), 0
+            with open(self.path, "rb") as f:
+                for line in f:
+                    h.update(line)
+                    count += bool(line.strip())
+            self._scanned = (h.hexdigest()[:16], count)
+        return self._scanned
 
 
 def is_dataset_name(source: str) -> bool:

@@ -37,7 +37,7 @@ def run_stages(stages: Sequence[Stage], first: Input, resources: Resources | Non
     resources = resources or Resources()
     all_stats: list[StageStats] = []
     current = first
-    for stage in stages:
+    for position, stage in enumerate(stages):
         if cluster is not None and cluster.ray and stage.distributable:
             from generator.cluster import run_stage_on_ray
 
@@ -47,5 +47,6 @@ def run_stages(stages: Sequence[Stage], first: Input, resources: Resources | Non
         all_stats.append(stats)
         if after_each is not None:
             after_each(stage, all_stats)
-        current = Input.jsonl(stage.output)
+        if position + 1 < len(stages):   # the last output is nobody's input: not fingerprinted
+            current = Input.jsonl(stage.output)
     return all_stats
