@@ -241,8 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_build_image)
 
     p = sub.add_parser("bench", help="throughput benchmark on HumanEval programs")
-    p.add_argument("--runners", default="fork,floor,subprocess,docker-run,pooled,fresh,large-output",
-                   help="comma-separated runners to compare (fork and floor run first: they fork this process)")
+    p.add_argument("--runners", default="original,fork,floor,subprocess,docker-run,pooled,fresh,large-output",
+                   help="comma-separated runners to compare, in this order each round (fork and floor "
+                        "first: they fork this process, better before it holds gRPC threads)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of every runner; with more than one, a min/median summary of the "
+                        "ratios, each taken within its round")
     p.add_argument("--limit", type=int, default=None, help="use only this many problems")
     p.add_argument("--docker-run-limit", type=int, default=40,
                    help="programs for the slow docker-run runner (default 40)")

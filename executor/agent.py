@@ -236,7 +236,8 @@ def _become_job_user() -> None:
     """In the job, before the program: the job's own user, with no capabilities at all."""
     if _job_uid is None:
         return
-    os.setgroups([])
+    if os.getgroups():   # empty already since the agent dropped root (each change costs a new cred)
+        os.setgroups([])
     os.setresgid(_job_uid, _job_uid, _job_uid)
     os.setresuid(_job_uid, _job_uid, _job_uid)
     # Only a change away from uid 0 clears capabilities: from AGENT_UID they are kept unless
@@ -458,6 +459,7 @@ def _start_zygote() -> None:
         try:
             global _clone_parent_works
             _empty_bounding_set()
+            _set_job_defaults()
             probe = _probe_clone_parent()
             _clone_parent_works = probe > 0
             _zygote_loop(theirs, probe)
@@ -468,6 +470,25 @@ def _start_zygote() -> None:
     _zygote_baseline = _zygote_state()
     if _zygote_baseline and _zygote_baseline.get("probe"):
         os.waitpid(_zygote_baseline["probe"], 0)   # the zygote's probe of clone(CLONE_PARENT)
+
+
+def _set_job_defaults() -> None:
+    """Once, in the zygote: what every job inherits through fork, so that no job spends time
+    (about half a millisecond each) setting it again: signal dispositions as a fresh `python3`
+    has them, no core files, the umask and environment a job starts with, and the seccomp
+    filter with no_new_privs. None of it matters to the zygote, which only forks jobs, reports
+    its state and kills leftovers; a job, of another user, cannot signal it or change it."""
+    for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGALRM,
+                   signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython does for every script
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.umask(0o022)
+    if dict(os.environ) != (_start_env or JOB_ENV):
+        os.environ.clear()
+        os.environ.update(_start_env or JOB_ENV)
+    _forbid_vsock()
 
 
 def _zygote_loop(sock: socket.socket, probe: int = 0) -> None:
@@ -614,17 +635,7 @@ def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
                 f.write("1000")  # the kernel's OOM killer takes the job first
         except OSError:
             pass
-        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGALRM,
-                       signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython does for every script
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        _forbid_vsock()
         os.chdir(WORK_DIR)
-        os.environ.clear()
-        os.environ.update(_start_env or JOB_ENV)
-        os.umask(0o022)
         atexit._clear()
         gc.unfreeze()
         random.seed()
@@ -874,28 +885,38 @@ def _kill_leftovers() -> bool:
     The zygote sends the signal (`kill(-1)` spares init and the sender); if it is gone, the agent
     sends it itself and the container is reported unclean (no zygote, no clean next job).
     """
-    global _zygote_sock
     deadline = time.monotonic() + 2.0
+    _reap()
+    if _only_process():
+        # Nothing left (the usual case): no process but these two can make one, so there is
+        # nothing to kill and no round trip to the zygote.
+        return True
     while time.monotonic() < deadline:
         if _zygote_ask(b"kill") is None:
             try:
                 os.kill(-1, signal.SIGKILL)
             except OSError:
                 pass
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid == _zygote_pid and _zygote_sock is not None:
-                _zygote_sock.close()
-                _zygote_sock = None
+        _reap()
         if _only_process():
             return True
         time.sleep(0.001)
     return False
+
+
+def _reap() -> None:
+    """Collect every child that has exited (the job's leftovers are the agent's children too)."""
+    global _zygote_sock
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid == _zygote_pid and _zygote_sock is not None:
+            _zygote_sock.close()
+            _zygote_sock = None
 
 
 def _only_process() -> bool:

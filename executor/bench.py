@@ -1,16 +1,19 @@
-"""Throughput benchmark: HumanEval programs through five runners, in one run, as ratios.
+"""Throughput benchmark: HumanEval programs through several runners, in one run, as ratios.
 
 Workload: each HumanEval problem's canonical solution with its check (must pass) and a wrong
 variant (must fail), repeated. Runners:
 
-- pooled      this executor, warm pool (the default)
-- fresh       this executor, a new container per job
-- subprocess  `python3 file.py` per job, no sandbox
-- docker-run  `docker run --rm` per job with the sandbox image (a subset: it is slow)
-- fork        fork the benchmark process and exec() the program inside a function, no sandbox:
-              what the original SelfCodeAlign filter did, including its exec() semantics
+- original    the original SelfCodeAlign filter's machinery (executor/original_filter.py): a
+              process pool whose task starts a multiprocessing.Process per program, with
+              EvalPlus's guards around exec() inside a function; the baseline of the ratios
+- fork        the same exec() semantics with none of that machinery: this process forks and
+              exec()s the program; a lower bound on what the original's design costs
 - floor       fork the (warm) benchmark process and run the program as a real script, output
               through a pipe: no sandbox, no gRPC, no cleanup; the physical floor here
+- subprocess  `python3 file.py` per job, no sandbox
+- docker-run  `docker run --rm` per job with the sandbox image (a subset: it is slow)
+- pooled      this executor, warm pool (the default)
+- fresh       this executor, a new container per job
 
 Reported per runner: items/s, per-job latency p50/p99 (submission to result), and how many
 canonical solutions passed, which shows the exec()-in-a-function defect directly.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,6 +183,20 @@ def run_fork(programs: list[Program], concurrency: int) -> RunnerReport:
     return _threaded("fork", programs, concurrency, one)
 
 
+def run_original(programs: list[Program], concurrency: int) -> RunnerReport:
+    """The original filter's machinery, per job (see executor/original_filter.py), in its own
+    small process as the original's script was."""
+    request = {"concurrency": concurrency, "programs": [[p.id, p.code] for p in programs]}
+    proc = subprocess.run([sys.executable, "-m", "executor.original_filter"], input=json.dumps(request),
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the original filter's runner failed: {proc.stderr.strip()[-2000:]}")
+    answer = json.loads(proc.stdout)
+    outcomes = {program_id: passed for program_id, passed, _ in answer["results"]}
+    latencies = [latency for _, _, latency in answer["results"]]
+    return _report("original", outcomes, latencies, answer["seconds"])
+
+
 def _run_as_script(code: str) -> None:
     """`python3 main.py` semantics: one module namespace named __main__."""
     exec(compile(code, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})  # noqa: S102
@@ -249,18 +267,71 @@ def run_large_output(pool_size: int, count: int = 4) -> RunnerReport:
         server.stop()
 
 
-def format_table(reports: list[RunnerReport], baseline: str = "fork", floor: str = "floor") -> str:
+def format_table(reports: list[RunnerReport], baseline: str = "original", floor: str = "floor") -> str:
     base = next((r for r in reports if r.runner == baseline), None)
     low = next((r for r in reports if r.runner == floor), None)
-    lines = [f"{'runner':<11} {'programs':>8} {'items/s':>9} {'vs ' + baseline:>9} {'vs ' + floor:>9} "
+    lines = [f"{'runner':<11} {'programs':>8} {'items/s':>9} {'vs ' + baseline:>11} {'vs ' + floor:>9} "
              f"{'p50 ms':>8} {'p99 ms':>8} {'canonical passed':>17} {'wrong passed':>12}"]
     for r in reports:
         ratio = f"{r.items_per_s / base.items_per_s:.2f}x" if base and base.items_per_s else "-"
         to_floor = f"{r.items_per_s / low.items_per_s:.2f}x" if low and low.items_per_s else "-"
-        lines.append(f"{r.runner:<11} {r.programs:>8} {r.items_per_s:>9.1f} {ratio:>9} {to_floor:>9} "
+        lines.append(f"{r.runner:<11} {r.programs:>8} {r.items_per_s:>9.1f} {ratio:>11} {to_floor:>9} "
                      f"{r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {f'{r.canonical_passed}/{r.canonical_total}':>17} "
                      f"{r.wrong_passed:>12}")
     return "\n".join(lines)
+
+
+def format_summary(rounds: list[list[RunnerReport]], baseline: str = "original", floor: str = "floor") -> str:
+    """Each runner's items/s and its ratios over the rounds (min / median): a ratio is taken
+    within one round, where every runner met the same machine load."""
+    def ratios(name: str, other: str) -> list[float]:
+        out = []
+        for reports in rounds:
+            by = {r.runner: r for r in reports}
+            if name in by and other in by and by[other].items_per_s:
+                out.append(by[name].items_per_s / by[other].items_per_s)
+        return out
+
+    def span(values: list[float], unit: str = "x") -> str:
+        return f"{min(values):.2f}{unit} / {statistics.median(values):.2f}{unit}" if values else "-"
+
+    names = list(dict.fromkeys(r.runner for reports in rounds for r in reports))
+    lines = [f"{len(rounds)} rounds, min / median",
+             f"{'runner':<11} {'items/s':>17} {'vs ' + baseline:>17} {'vs ' + floor:>17}"]
+    for name in names:
+        speeds = [r.items_per_s for reports in rounds for r in reports if r.runner == name]
+        lines.append(f"{name:<11} {span(speeds, ''):>17} {span(ratios(name, baseline)):>17} "
+                     f"{span(ratios(name, floor)):>17}")
+    return "\n".join(lines)
+
+
+def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerReport]:
+    problems = len(programs) // 2
+    reports: list[RunnerReport] = []
+    for name in runners:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        if name in ("pooled", "fresh"):
+            reports.append(run_executor(name, programs, args.concurrency, args.pool_size, name))
+        elif name == "subprocess":
+            reports.append(run_subprocess(programs, args.concurrency))
+        elif name == "docker-run":
+            import docker
+
+            from executor.image import ensure_sandbox_image
+
+            image = ensure_sandbox_image(docker.from_env())
+            half = args.docker_run_limit // 2
+            reports.append(run_docker_run(programs[:half] + programs[problems: problems + half],
+                                          args.concurrency, image))
+        elif name == "original":
+            reports.append(run_original(programs, args.concurrency))
+        elif name == "fork":
+            reports.append(run_fork(programs, args.concurrency))
+        elif name == "floor":
+            reports.append(run_floor(programs, args.concurrency))
+        elif name == "large-output":
+            reports.append(run_large_output(args.pool_size))
+    return reports
 
 
 def humaneval_programs(limit: int | None = None) -> list[Program]:
@@ -273,41 +344,26 @@ def humaneval_programs(limit: int | None = None) -> list[Program]:
     return right + wrong
 
 
+RUNNERS = ("original", "fork", "floor", "subprocess", "docker-run", "pooled", "fresh", "large-output")
+
+
 def main(args) -> int:
-    programs = humaneval_programs(args.limit or None)
-    problems = len(programs) // 2
-    print(f"workload: {len(programs)} HumanEval programs ({problems} canonical + "
-          f"{problems} wrong), concurrency {args.concurrency}, pool {args.pool_size}, "
-          f"{os.cpu_count()} cores", file=sys.stderr)
     runners = [r.strip() for r in args.runners.split(",") if r.strip()]
-    reports: list[RunnerReport] = []
-    for name in runners:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        if name == "pooled":
-            reports.append(run_executor("pooled", programs, args.concurrency, args.pool_size, "pooled"))
-        elif name == "fresh":
-            reports.append(run_executor("fresh", programs, args.concurrency, args.pool_size, "fresh"))
-        elif name == "subprocess":
-            reports.append(run_subprocess(programs, args.concurrency))
-        elif name == "docker-run":
-            import docker
-
-            from executor.image import ensure_sandbox_image
-
-            image = ensure_sandbox_image(docker.from_env())
-            subset = programs[: args.docker_run_limit // 2] + programs[problems: problems
-                                                                        + args.docker_run_limit // 2]
-            reports.append(run_docker_run(subset, args.concurrency, image))
-        elif name == "fork":
-            reports.append(run_fork(programs, args.concurrency))
-        elif name == "floor":
-            reports.append(run_floor(programs, args.concurrency))
-        elif name == "large-output":
-            reports.append(run_large_output(args.pool_size))
-        else:
-            print(f"unknown runner {name!r}", file=sys.stderr)
-            return 2
-    print(format_table(reports))
+    unknown = [r for r in runners if r not in RUNNERS]
+    if unknown or args.repeat < 1:
+        print(f"unknown runner(s) {', '.join(unknown)}; known: {', '.join(RUNNERS)}" if unknown
+              else "--repeat must be at least 1", file=sys.stderr)
+        return 2
+    programs = humaneval_programs(args.limit or None)
+    print(f"workload: {len(programs)} HumanEval programs ({len(programs) // 2} canonical + "
+          f"{len(programs) // 2} wrong), concurrency {args.concurrency}, pool {args.pool_size}, "
+          f"{os.cpu_count()} cores, {args.repeat} round(s)", file=sys.stderr)
+    rounds: list[list[RunnerReport]] = []
+    for i in range(args.repeat):
+        rounds.append(run_round(runners, programs, args))
+        print(f"round {i + 1}\n{format_table(rounds[-1])}\n", flush=True)
+    if args.repeat > 1:
+        print(format_summary(rounds))
     if args.output:
-        Path(args.output).write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+        Path(args.output).write_text(json.dumps([[asdict(r) for r in reports] for reports in rounds], indent=2) + "\n")
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from executor.cli import make_parser, run_command
 from generator.pipeline import STAGES, Pipeline, PipelineConfig, seeds_steps
 from generator.resources import Resources
-from generator.rows import file_fingerprint, read_jsonl
+from generator.rows import JsonlRows
 from generator.runner import Input, run_stages
 from generator.stage import WHOLE_INPUT
 from generator.stages.export import Export, push_to_hub
@@ -70,19 +70,19 @@ def cmd_stage(args) -> int:
     stage = REGISTRY[args.command].from_config(cfg, args.output)
     if isinstance(stage, Export) and args.dataset_dir:
         stage.dataset_dir = args.dataset_dir
-    rows = list(read_jsonl(args.input))
-    for i, row in enumerate(rows, 1):
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
-            raise ValueError(f"{args.input}: row {i} needs a non-empty string 'id' (every step keys its rows by it)")
-    fp = file_fingerprint(args.input)
+    # Every row's id is checked as it is read. A filter reads its input as it goes (and copies
+    # the kept rows' bytes); any other step reads it all first, so a bad row stops it before
+    # anything costly (a model call) is spent on the rows before it.
+    source = JsonlRows(args.input, require_ids=True)
+    step = Input(source if stage.keeps_rows_as_read and not args.shard else list(source), source.fingerprint)
     if args.shard:
         if stage.batch_size == WHOLE_INPUT:
             raise ValueError(f"{args.command} needs its whole input at once (it compares rows with each other): "
                              "run it without --shard, on the merged shards")
         index, count = _shard(args.shard)
-        rows = [r for i, r in enumerate(rows) if i % count == index]
-        fp = f"{fp}:shard{index}/{count}"
-    (stats,) = run_stages([stage], Input(rows, fp), Resources.of(cfg))
+        step = Input([r for i, r in enumerate(step.rows) if i % count == index],
+                     f"{source.fingerprint}:shard{index}/{count}")
+    (stats,) = run_stages([stage], step, Resources.of(cfg))
     print(json.dumps(stats.to_dict()), file=sys.stderr)
     if isinstance(stage, Export) and args.push_to_hub:
         print(f"pushed to {push_to_hub(stage.dataset_dir, args.push_to_hub)}", file=sys.stderr)

@@ -20,6 +20,7 @@ against exact Jaccard for this and for the peers.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import itertools
 import multiprocessing
@@ -198,20 +199,42 @@ def _signed_chunk(args) -> SignedChunk:
     return SignedChunk(sigs, keys, repeated)
 
 
-def signed_chunks(texts: Sequence[str], params: MinHashParams, num_proc: int = 1,
-                  chunk: int = 4000) -> Iterator[SignedChunk]:
-    """Signatures and band keys chunk by chunk, in input order; with `num_proc` > 1 at most
-    2 x num_proc chunks are in flight."""
-    jobs = ((list(texts[i:i + chunk]), params) for i in range(0, len(texts), chunk))
-    if num_proc <= 1 or len(texts) <= chunk:
-        yield from map(_signed_chunk, jobs)
+def _started() -> None:
+    """A no-op task: submitting one per worker makes the pool start its processes now."""
+
+
+@contextlib.contextmanager
+def worker_pool(num_proc: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Processes that compute signatures (None for one process). They start when this is
+    entered, without waiting for them: their start-up (a fresh interpreter importing numpy and
+    rensa, about 0.3 s) then overlaps whatever the caller does next, such as reading its input."""
+    if num_proc <= 1:
+        yield None
         return
     # Not forked: rensa's thread pool, once started in this process, does not survive a fork
     # (a forked worker hangs in its first digest).
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["generator.minhash"])   # workers start with it imported
     with ProcessPoolExecutor(num_proc, mp_context=context) as pool:
-        window = [pool.submit(_signed_chunk, j) for j in itertools.islice(jobs, 2 * num_proc)]
+        for _ in range(num_proc):
+            pool.submit(_started)
+        yield pool
+
+
+def signed_chunks(texts: Sequence[str], params: MinHashParams, num_proc: int = 1,
+                  chunk: int = 4000, pool: ProcessPoolExecutor | None = None) -> Iterator[SignedChunk]:
+    """Signatures and band keys chunk by chunk, in input order, computed in `pool` (the
+    `worker_pool` of `num_proc` processes) or in processes started for this call; at most 2 x
+    num_proc chunks are in flight."""
+    jobs = ((list(texts[i:i + chunk]), params) for i in range(0, len(texts), chunk))
+    if pool is None and (num_proc <= 1 or len(texts) <= chunk):
+        yield from map(_signed_chunk, jobs)
+        return
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(worker_pool(num_proc))
+        assert pool is not None
+        window = [pool.submit(_signed_chunk, j) for j in itertools.islice(jobs, 2 * max(num_proc, 1))]
         while window:
             done = window.pop(0).result()
             window.extend(pool.submit(_signed_chunk, j) for j in itertools.islice(jobs, 1))
@@ -230,7 +253,11 @@ class KeyTable:
 
     MAX_LOAD = 0.6
 
-    def __init__(self, capacity: int = 1 << 16) -> None:
+    def __init__(self, expected: int = 0, capacity: int = 1 << 16) -> None:
+        """At least `capacity` slots, and room for `expected` keys from the start (growing
+        rehashes every key: for 120k documents, six doublings were a quarter of the LSH's time)."""
+        while expected > self.MAX_LOAD * capacity:
+            capacity *= 2
         self.keys = np.zeros(capacity, np.uint64)
         self.values = np.zeros(capacity, np.int32)
         self.size = 0
@@ -299,9 +326,9 @@ class Clusters:
     through the keep-first loop, in order, with their table hits looked up beforehand.
     """
 
-    def __init__(self, params: MinHashParams) -> None:
+    def __init__(self, params: MinHashParams, documents: int = 0) -> None:
         self.bands, _, _ = banding(params)
-        self.table = KeyTable()
+        self.table = KeyTable(documents * self.bands)   # at most one key per band of each document
         self._chunks: list[np.ndarray] = []   # every document's signature, chunk by chunk
         self._chunk_starts: list[int] = []
         self._need = int(np.ceil(params.threshold * params.num_perm - 1e-9))
@@ -364,7 +391,7 @@ def deduplicate(chunks: Iterable[SignedChunk], keys: Sequence[str], params: MinH
                 skip: np.ndarray | None = None) -> dict[str, str]:
     """`near_duplicates` over signatures computed beforehand (so they can be computed while
     something else runs). Documents where `skip` is True take no part, as if absent."""
-    clusters = Clusters(params)
+    clusters = Clusters(params, len(keys))
     duplicate_of: dict[str, str] = {}
     for signed in chunks:
         first = clusters.seen

@@ -20,6 +20,7 @@ import copy
 import hashlib
 import json
 import logging
+import mmap
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+from generator.rows import JsonlRows
 
 if TYPE_CHECKING:
     from generator.pipeline import PipelineConfig
@@ -93,6 +96,10 @@ class Stage:
     side_files: tuple[str, ...] = ()  # suffixes of the side files this stage writes
     unit = "rows"
     distributable = False   # its rows are independent: a cluster may split them among workers
+    # A filter: the rows it keeps are input rows, never modified. Read from a JSONL file, they
+    # are written out as the bytes they were read from, not encoded again (for dedup, encoding
+    # 110k kept rows was 0.6 s of a 5 s command).
+    keeps_rows_as_read = False
 
     def __init__(self, output: str | Path, progress: bool = True) -> None:
         self.output = Path(output)
@@ -193,19 +200,26 @@ class Stage:
         bar = tqdm(total=total, initial=consumed, desc=self.name, unit="row", disable=not self.progress,
                    dynamic_ncols=True)
         batch: list[dict] = []
+        spans: dict[int, tuple[int, int]] = {}   # id(row) -> its bytes in the input file
+        copied = rows if self.keeps_rows_as_read and isinstance(rows, JsonlRows) else None
+        source = copied.path if copied is not None else None
+        pairs: Iterable[tuple[dict, tuple[int, int] | None]] = (
+            copied.with_spans() if copied is not None else ((row, None) for row in rows))
         index = 0
-        for row in rows:
+        for row, span in pairs:
             index += 1
             if index <= consumed:
                 continue
             batch.append(row)
+            if span is not None:
+                spans[id(row)] = span
             if len(batch) >= self.batch_size:
-                consumed = self._commit(batch, consumed, stats, fp, started, base_seconds)
+                consumed = self._commit(batch, consumed, stats, fp, started, base_seconds, source, spans)
                 bar.update(len(batch))
-                batch = []
+                batch, spans = [], {}
         if batch or (self.batch_size == WHOLE_INPUT and consumed == 0):
             # A whole-input stage runs even on no rows, so it still writes its (empty) outputs.
-            consumed = self._commit(batch, consumed, stats, fp, started, base_seconds)
+            consumed = self._commit(batch, consumed, stats, fp, started, base_seconds, source, spans)
             bar.update(len(batch))
         bar.close()
         stats.seconds = base_seconds + time.monotonic() - started
@@ -231,21 +245,26 @@ class Stage:
         self._save_checkpoint(fp, consumed, stats, done=True)
 
     def _commit(self, batch: list[dict], consumed: int, stats: StageStats, fp: str,
-                started: float, base_seconds: float) -> int:
+                started: float, base_seconds: float, source: Path | None = None,
+                spans: dict[int, tuple[int, int]] | None = None) -> int:
         result = self.process_batch(batch)
         stats.rows_in += self.count_in(batch)
-        self._append(result, stats)
+        self._append(result, stats, source, spans)
         stats.seconds = base_seconds + time.monotonic() - started
         consumed += len(batch)
         self._save_checkpoint(fp, consumed, stats, done=False)
         return consumed
 
-    def _append(self, result: BatchResult, stats: StageStats) -> None:
+    def _append(self, result: BatchResult, stats: StageStats, source: Path | None = None,
+                spans: dict[int, tuple[int, int]] | None = None) -> None:
         stats.rows_out += len(result.kept)
         stats.notes.update(result.notes)
         for r in result.rejected:
             stats.dropped[r.get("reason", "unknown")] += 1
-        _append_jsonl(self.output, result.kept)
+        if source is not None and spans and all(id(row) in spans for row in result.kept):
+            _append_spans(self.output, source, [spans[id(row)] for row in result.kept])
+        else:
+            _append_jsonl(self.output, result.kept)
         _append_jsonl(self.rejects_path, result.rejected)
         for suffix, rows in result.extra.items():
             if suffix not in self.side_files:
@@ -284,6 +303,19 @@ class Stage:
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)   # made once: json.dumps makes one a call with options
+
+
+def _append_spans(path: Path, source: Path, spans: list[tuple[int, int]]) -> None:
+    """Copy these byte spans of `source` (whole JSON lines) to the end of `path`, one a line."""
+    if not spans:
+        return
+    with open(source, "rb") as src, mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as data, \
+            open(path, "ab") as f:
+        for start, end in spans:
+            f.write(data[start:end])
+            f.write(b"\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _append_jsonl(path: Path, rows: list[dict]) -> None:

@@ -362,3 +362,47 @@ def test_decontaminate_drops_rows_holding_a_benchmark_text_and_names_it(tmp_path
     result = Decontaminate(tmp_path / "d.jsonl", index).process_batch(rows)
     assert [r["id"] for r in result.kept] == ["y"]
     assert [(r["id"], r["reason"], r["task_id"]) for r in result.rejected] == [("x", "mbpp_docstrings_match", "11")]
+
+
+def test_a_filter_copies_the_rows_it_keeps_as_read_and_resumes_after_a_crash_without_loss(tmp_path):
+    """Decontaminate keeps rows unchanged, so rows read from JSONL are written as the bytes they
+    were read from (their spacing, key order and escapes), batch after batch; resuming after a
+    crash gives the same bytes as a run that never stopped."""
+    from benchmarks.texts import BenchmarkText
+    from generator.rows import read_jsonl
+    from generator.runner import Input, run_stages
+    from generator.stages.decontaminate import Decontaminate
+
+    text = "Write a function to remove the first and last occurrence of a given character from the string."
+    index = ContaminationIndex([BenchmarkText("mbpp_docstrings", "11", text)])
+    lines = ['  {"response": "caf\\u00e9 ' + str(i) + '",   "id": "r' + str(i) + '", "instruction": "x"} '
+             for i in range(7)]
+    lines[3] = json.dumps({"id": "r3", "instruction": text, "response": "..."})
+    lines.insert(5, "   ")   # a blank line is no row
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = [line.strip().encode() for line in lines if line.strip() and '"r3"' not in line]
+
+    class CrashOnThirdBatch(Decontaminate):
+        calls = 0
+
+        def process_batch(self, rows):
+            CrashOnThirdBatch.calls += 1
+            if CrashOnThirdBatch.calls == 3:
+                raise RuntimeError("crash")
+            return super().process_batch(rows)
+
+    def stage(cls, out):
+        s = cls(tmp_path / out, index, progress=False)
+        s.batch_size = 2
+        return s
+
+    run_stages([stage(Decontaminate, "whole.jsonl")], Input.jsonl(src))
+    assert (tmp_path / "whole.jsonl").read_bytes().splitlines() == expected
+    with pytest.raises(RuntimeError, match="crash"):
+        run_stages([stage(CrashOnThirdBatch, "resumed.jsonl")], Input.jsonl(src))
+    run_stages([stage(Decontaminate, "resumed.jsonl")], Input.jsonl(src))
+    assert (tmp_path / "resumed.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    # Rows that come from no file are encoded: the same rows.
+    run_stages([stage(Decontaminate, "encoded.jsonl")], Input(list(read_jsonl(src)), "rows"))
+    assert list(read_jsonl(tmp_path / "encoded.jsonl")) == [json.loads(line) for line in expected]

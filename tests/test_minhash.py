@@ -97,6 +97,7 @@ def test_the_key_table_finds_what_was_put_in_and_nothing_else():
     rng = np.random.default_rng(5)
     keys = np.unique(rng.integers(1, 2**64 - 1, size=200_000, dtype=np.uint64))
     table = KeyTable(capacity=16)   # grows many times on the way
+    assert len(KeyTable(expected=1_000_000).keys) >= 1_000_000 / KeyTable.MAX_LOAD   # or sized at once
     half = len(keys) // 2
     for start in range(0, half, 7_001):
         part = keys[start:min(start + 7_001, half)]

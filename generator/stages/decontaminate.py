@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 class Decontaminate(Stage):
     name = "decontaminate"
+    keeps_rows_as_read = True
     batch_size = 1024
 
     def __init__(self, output, index: ContaminationIndex, progress: bool = True):

@@ -7,20 +7,27 @@ nothing new."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
+import queue
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from generator.minhash import MinHashParams, deduplicate, signed_chunks
+from generator.minhash import MinHashParams, SignedChunk, deduplicate, signed_chunks, worker_pool
 from generator.response_format import program_of
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
 if TYPE_CHECKING:
     from generator.pipeline import PipelineConfig
+    from generator.resources import Resources
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,6 +46,29 @@ class DedupConfig:
             raise ValueError(f"[dedup] fields must be some of instruction, response, code; not {sorted(unknown)}")
 
 
+def _in_background(thread: ThreadPoolExecutor, produce: Callable[[], Iterable[T]]) -> Iterator[T]:
+    """The items of `produce()`, made in `thread` and handed over one by one as each is ready;
+    an error in `produce` is raised here, after the items made before it."""
+    ready: queue.Queue = queue.Queue()
+    end = object()
+
+    def run() -> None:
+        try:
+            for item in produce():
+                ready.put(item)
+        finally:
+            ready.put(end)
+
+    running = thread.submit(run)
+
+    def items() -> Iterator[T]:
+        while (item := ready.get()) is not end:
+            yield item
+        running.result()
+
+    return items()
+
+
 def _normalized_hash(text: str) -> bytes:
     # str.split() drops the same (Unicode) whitespace as re's \s, three times as fast.
     return hashlib.sha256("".join(text.split()).encode()).digest()
@@ -46,11 +76,13 @@ def _normalized_hash(text: str) -> bytes:
 
 class Dedup(Stage):
     name = "dedup"
+    keeps_rows_as_read = True
     batch_size = WHOLE_INPUT
 
     def __init__(self, output, cfg: DedupConfig, progress: bool = True) -> None:
         super().__init__(output, progress)
         self.cfg = cfg
+        self._workers: ProcessPoolExecutor | None = None   # while running (see using)
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, output) -> Dedup:
@@ -61,27 +93,39 @@ class Dedup(Stage):
         # How many processes hash the rows does not change which are duplicates.
         return {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in ("num_proc", "enabled")}
 
+    @contextlib.contextmanager
+    def using(self, resources: Resources) -> Iterator[None]:
+        """The signature workers, started before the input is read, so their start-up overlaps
+        the reading."""
+        with worker_pool(self.cfg.num_proc if self.cfg.near else 1) as pool:
+            self._workers = pool
+            try:
+                yield
+            finally:
+                self._workers = None
+
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = BatchResult()
         alive = np.ones(len(rows), bool)
         with ThreadPoolExecutor(1, thread_name_prefix="signatures") as background:
             # The signatures of every row are computed (in worker processes) while the exact
             # part runs: they do not depend on it, and those of its duplicates are skipped below.
+            # The LSH then takes each chunk of signatures as it is ready.
             texts: dict[str, list[str]] = {}
-            pending = {}
+            signed: dict[str, Iterator[SignedChunk]] = {}
             params = MinHashParams(self.cfg.num_perm, self.cfg.ngram, self.cfg.threshold)
             if self.cfg.near:
                 for name in self.cfg.fields:
                     texts[name] = [program_of(r["response"]) if name == "code" else r[name] for r in rows]
-                    pending[name] = background.submit(
-                        lambda t=texts[name]: list(signed_chunks(t, params, self.cfg.num_proc)))
+                    signed[name] = _in_background(background, functools.partial(
+                        signed_chunks, texts[name], params, self.cfg.num_proc, pool=self._workers))
             if self.cfg.exact:
                 self._exact(rows, alive, result)
             ids = [r["id"] for r in rows]
-            for name, signing in pending.items():
+            for name, chunks in signed.items():
                 # An empty text (no code) matches every other empty text: those are not compared.
                 blank = np.fromiter((not t.strip() for t in texts[name]), bool, len(rows))
-                dup_of = deduplicate(signing.result(), ids, params, skip=~alive | blank)
+                dup_of = deduplicate(chunks, ids, params, skip=~alive | blank)
                 reason = "near_duplicate" if name == "response" else f"near_duplicate_{name}"
                 for i, row in enumerate(rows):
                     if alive[i] and row["id"] in dup_of:

@@ -334,6 +334,7 @@ class DedupSeeds(Stage):
     """Exact and near-duplicate removal of candidate seeds (MinHash, Jaccard 0.5 by default)."""
 
     name = "seeds.dedup"
+    keeps_rows_as_read = True
     batch_size = WHOLE_INPUT
 
     def __init__(self, output, params: MinHashParams, num_proc: int = 1, progress=True):
@@ -371,6 +372,7 @@ class TypecheckSeeds(Stage):
     """Optional: drop seeds that Pyright reports errors in (basic mode, one file per seed)."""
 
     name = "seeds.typecheck"
+    keeps_rows_as_read = True
     batch_size = 256
 
     @classmethod
