@@ -886,22 +886,18 @@ def _kill_leftovers() -> bool:
     sends it itself and the container is reported unclean (no zygote, no clean next job).
     """
     deadline = time.monotonic() + 2.0
-    _reap()
-    if _only_process():
-        # Nothing left (the usual case): no process but these two can make one, so there is
-        # nothing to kill and no round trip to the zygote.
-        return True
-    while time.monotonic() < deadline:
+    while True:
+        _reap()
+        if _only_process():
+            return True   # the usual case at once: nothing left, no round trip to the zygote
+        if time.monotonic() >= deadline:
+            return False
         if _zygote_ask(b"kill") is None:
             try:
                 os.kill(-1, signal.SIGKILL)
             except OSError:
                 pass
-        _reap()
-        if _only_process():
-            return True
         time.sleep(0.001)
-    return False
 
 
 def _reap() -> None:
