@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("bench", help="throughput benchmark on HumanEval programs")
     p.add_argument("--runners", default="original,fork,floor,subprocess,docker-run,pooled,fresh,large-output",
-                   help="comma-separated runners to compare, in this order each round (fork and floor "
-                        "first: they fork this process, better before it holds gRPC threads)")
+                   help="comma-separated runners to compare, in this order each round")
     p.add_argument("--repeat", type=int, default=1,
                    help="rounds of every runner; with more than one, a min/median summary of the "
                         "ratios, each taken within its round")
