@@ -350,6 +350,24 @@ def test_dedup_exact_then_near_and_an_exact_duplicate_is_not_matched_again(tmp_p
         ("d", "near_duplicate", "a")]
 
 
+def test_exact_dedup_ignores_every_whitespace_character_that_str_split_does():
+    """ASCII text takes a faster path (bytes.translate) than the rest (str.split): both must
+    drop the same characters, \x1c-\x1f included, so a text's key does not depend on whether
+    some other part of it is ASCII."""
+    import sys
+
+    from generator.stages.dedup import _normalized_hash
+
+    whitespace = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    plain = "def f(x):return x+1"
+    for ch in whitespace:
+        spaced = f"def{ch}f(x):{ch}{ch}return x+1{ch}"
+        assert _normalized_hash(spaced.replace(" ", "")) == _normalized_hash(plain), repr(ch)
+    ascii_spaced = "def f(x):\x1c\n\treturn\x1fx+1"
+    assert _normalized_hash(ascii_spaced) == _normalized_hash(ascii_spaced + "\u3000") == _normalized_hash(plain)
+    assert _normalized_hash("caf\u00e9 x") == _normalized_hash("caf\u00e9x") != _normalized_hash("cafex")
+
+
 def test_decontaminate_drops_rows_holding_a_benchmark_text_and_names_it(tmp_path):
     from benchmarks.texts import BenchmarkText
     from generator.stages.decontaminate import Decontaminate

@@ -69,8 +69,16 @@ def _in_background(thread: ThreadPoolExecutor, produce: Callable[[], Iterable[T]
     return items()
 
 
+# The ASCII characters str.split() counts as whitespace (\x1c-\x1f included, unlike bytes.split()).
+_ASCII_WHITESPACE = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+
+
 def _normalized_hash(text: str) -> bytes:
-    # str.split() drops the same (Unicode) whitespace as re's \s, three times as fast.
+    """The text's hash with every whitespace character removed. ASCII text (nearly all code) is
+    stripped by bytes.translate, about twice as fast as the general path and byte-identical to
+    it; str.split() drops the same Unicode whitespace as re's whitespace class, three times as fast."""
+    if text.isascii():
+        return hashlib.sha256(text.encode().translate(None, _ASCII_WHITESPACE)).digest()
     return hashlib.sha256("".join(text.split()).encode()).digest()
 
 
