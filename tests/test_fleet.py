@@ -25,6 +25,8 @@ def _completed(port: int) -> int:
 
 
 def test_a_fleet_survives_a_server_killed_mid_batch_and_spreads_the_work(server_process, sandbox_image):
+    """The batch runs on until the restarted server has finished programs of it (or 120 s pass):
+    a fixed batch could end before the server is back on a loaded machine (CI once did)."""
     servers = [server_process(port=free_port(), instance=f"pytest-fleet-{i}") for i in range(3)]
     for s in servers:
         s.start(wait=False)
@@ -32,16 +34,38 @@ def test_a_fleet_survives_a_server_killed_mid_batch_and_spreads_the_work(server_
         s.wait_ready()
     target = "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
     n = 2000
-    programs = [Program(f"print({i})", id=f"p{i}") for i in range(n)]
     seen: collections.Counter = collections.Counter()
     wrong = []
     victim = servers[1]
-    killed = threading.Event()
+    killed, back = threading.Event(), threading.Event()
     split_before_kill: dict[int, int] = {}
+    produced = 0
+
+    def restart() -> None:
+        time.sleep(3)
+        victim.start(wait=False)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if _completed(victim.port) > 0:
+                    back.set()
+                    return
+            except Exception:   # not listening yet
+                pass
+            time.sleep(0.2)
+
+    def programs():
+        nonlocal produced
+        deadline = float("inf")
+        while produced < n or not killed.is_set() or (not back.is_set() and time.monotonic() < deadline):
+            if killed.is_set() and deadline == float("inf"):
+                deadline = time.monotonic() + 120
+            yield Program(f"print({produced})", id=f"p{produced}")
+            produced += 1
 
     with Client(target, retry_timeout_s=120) as client:
         client._async.config.rotate_after = 50   # rotate often: the restarted server gets work soon
-        for r in client.execute_many(programs, max_in_flight=24):
+        for r in client.execute_many(programs(), max_in_flight=24):
             seen[r.id] += 1
             if r.status is not Status.PASSED or r.stdout != f"{r.id[1:]}\n".encode():
                 wrong.append(r)
@@ -49,12 +73,13 @@ def test_a_fleet_survives_a_server_killed_mid_batch_and_spreads_the_work(server_
                 split_before_kill.update({s.port: _completed(s.port) for s in servers})
                 victim.kill()
                 killed.set()
-                threading.Thread(target=lambda: (time.sleep(3), victim.start(wait=False)), daemon=True).start()
+                threading.Thread(target=restart, daemon=True).start()
         restarted_share = _completed(victim.port)
 
     assert killed.is_set()
-    assert len(seen) == n and set(seen.values()) == {1}, "every id answered exactly once"
+    assert produced >= n and len(seen) == produced and set(seen.values()) == {1}, "every id answered exactly once"
     assert not wrong, wrong[:3]
     assert all(split_before_kill[s.port] > 0 for s in servers), split_before_kill   # all three took work
     assert restarted_share > 0, "the restarted server got work again"
-    print("split before the kill:", split_before_kill, "| restarted server after:", restarted_share)
+    print("split before the kill:", split_before_kill, "| restarted server after:", restarted_share,
+          "| programs:", produced)
