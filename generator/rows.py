@@ -68,6 +68,7 @@ class DatasetRow(TypedDict):
 
 
 _DECODER = json.JSONDecoder()
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _parse(text: str) -> Any:
@@ -87,6 +88,8 @@ def read_jsonl_spans(path: str | Path) -> Iterator[tuple[dict, int, int]]:
         offset = 0
         for lineno, line in enumerate(f, 1):
             start, offset = offset, offset + len(line)
+            if lineno == 1 and line.startswith(UTF8_BOM):   # as some Windows tools write files
+                line, start = line[len(UTF8_BOM):], start + len(UTF8_BOM)
             text = line.strip()
             if text:
                 try:
@@ -135,9 +138,9 @@ class JsonlRows:
         if self._scanned is None:
             h, count = hashlib.sha256(), 0
             with open(self.path, "rb") as f:
-                for line in f:
+                for lineno, line in enumerate(f, 1):
                     h.update(line)
-                    count += bool(line.strip())
+                    count += bool((line.removeprefix(UTF8_BOM) if lineno == 1 else line).strip())
             self._scanned = (h.hexdigest()[:16], count)
         return self._scanned
 

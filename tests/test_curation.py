@@ -424,3 +424,27 @@ def test_a_filter_copies_the_rows_it_keeps_as_read_and_resumes_after_a_crash_wit
     # Rows that come from no file are encoded: the same rows.
     run_stages([stage(Decontaminate, "encoded.jsonl")], Input(list(read_jsonl(src)), "rows"))
     assert list(read_jsonl(tmp_path / "encoded.jsonl")) == [json.loads(line) for line in expected]
+
+
+def test_jsonl_from_other_tools_a_byte_order_mark_crlf_and_no_final_newline_reads_and_is_copied_clean(tmp_path):
+    """Windows tools write a UTF-8 byte-order mark and CRLF line ends, and some writers leave out
+    the last newline: the rows read the same, a filter's copies of them carry none of it, and a
+    row appended after the last one starts a line of its own. A lone CR is no line end in JSONL:
+    a clear error naming the line."""
+    from generator.rows import JsonlRows, read_jsonl
+    from generator.runner import Input, run_stages
+    from generator.stages.decontaminate import Decontaminate
+
+    rows = [{"id": f"r{i}", "instruction": f"task {i}", "response": f"caf\u00e9 {i}"} for i in range(3)]
+    src = tmp_path / "windows.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(json.dumps(r).encode() for r in rows))
+    assert list(read_jsonl(src)) == rows
+    assert len(JsonlRows(src)) == 3
+    out = tmp_path / "out.jsonl"
+    run_stages([Decontaminate(out, ContaminationIndex([]), progress=False)], Input.jsonl(src))
+    assert out.read_bytes() == b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+    lone_cr = tmp_path / "mac.jsonl"
+    lone_cr.write_bytes(b"\r".join(json.dumps(r).encode() for r in rows) + b"\r")
+    with pytest.raises(ValueError, match=r"mac.jsonl:1: not valid JSON: extra data"):
+        list(read_jsonl(lone_cr))
