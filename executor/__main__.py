@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from executor.cli import add_dataclass_options, configure_logging, make_parser, options_from
+from executor.cli import add_dataclass_options, configure_logging, make_parser, options_from, stop_on_closed_stdout
 from executor.limits import ServerLimits
 from executor.server import ServerConfig
 
@@ -256,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     configure_logging(args)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        return stop_on_closed_stdout()
 
 
 if __name__ == "__main__":

@@ -92,6 +92,16 @@ def configure_logging(args) -> None:
     logging.basicConfig(level=str(args.log_level).upper(), format=FORMAT)
 
 
+def stop_on_closed_stdout() -> int:
+    """The reader of our output went away (`... | head`): stop quietly, as `cat` does, with the
+    shell's code for SIGPIPE. stdout goes to /dev/null first, or the interpreter's own flush at
+    exit would fail again and print a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
 def run_command(args, on_executor_error: str = "run the same command again to resume") -> int:
     """Run the chosen subcommand; a user's mistake or an unreachable executor is one line on
     stderr and a non-zero exit, never a traceback."""
@@ -100,6 +110,8 @@ def run_command(args, on_executor_error: str = "run the same command again to re
     configure_logging(args)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        return stop_on_closed_stdout()
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -136,6 +137,26 @@ def test_info_says_whether_and_why_not_serving(server, target):
     assert info["serving"] is True and info["notServingReason"] == "" and info["pool"]["size"] >= 1
     proc = _run("executor", "info", "--target", f"127.0.0.1:{free_port()}")
     assert proc.returncode == 1 and "UNAVAILABLE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _run_into_a_closed_pipe(*args) -> subprocess.CompletedProcess:
+    """As `python -m ... | head -0`: the reader of stdout is gone before anything is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=ROOT, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+
+
+def test_output_piped_into_a_reader_that_left_stops_quietly_with_the_work_kept(tmp_path, target):
+    proc = _run_into_a_closed_pipe("executor", "info", "--target", target)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+    proc = _run_into_a_closed_pipe("trainer", "eval", "--canonical", "--limit", 2, "--executor", target,
+                                   "--output", tmp_path / "scores.json")
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "scores.json").read_text())   # the scores were written all the same
 
 
 @pytest.mark.timeout(60)
