@@ -25,7 +25,7 @@ import functools
 import itertools
 import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -219,6 +219,16 @@ def worker_pool(num_proc: int) -> Iterator[ProcessPoolExecutor | None]:
         for _ in range(num_proc):
             pool.submit(_started)
         yield pool
+
+
+def sign(texts: list[str], params: MinHashParams, pool: ProcessPoolExecutor | None) -> Future[SignedChunk]:
+    """One chunk's signatures and band keys, computed in `pool` (a `worker_pool`), or here and
+    now when there is none."""
+    if pool is not None:
+        return pool.submit(_signed_chunk, (texts, params))
+    done: Future[SignedChunk] = Future()
+    done.set_result(_signed_chunk((texts, params)))
+    return done
 
 
 def signed_chunks(texts: Sequence[str], params: MinHashParams, num_proc: int = 1,

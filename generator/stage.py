@@ -14,6 +14,7 @@ boundaries, so the same config and seed give the same output however often a run
 
 from __future__ import annotations
 
+import array
 import collections
 import contextlib
 import copy
@@ -86,7 +87,9 @@ class Stage:
     """One pipeline step. Subclasses set `name`, implement `process_batch`, and say in
     `settings()` everything besides the input that changes their output.
 
-    Stages that need every row at once (select, dedup) set `batch_size = WHOLE_INPUT`. A stage
+    Stages that need every row at once (select, dedup) set `batch_size = WHOLE_INPUT`; one that
+    can decide as it reads, holding only a little of each row (dedup), also sets `streams` and
+    implements `process_stream`. A stage
     that needs a shared resource (the model, the executor) takes it in `using()`, which runs
     only when the stage has rows left to do, so a finished run loads no model.
     """
@@ -100,6 +103,9 @@ class Stage:
     # are written out as the bytes they were read from, not encoded again (for dedup, encoding
     # 110k kept rows was 0.6 s of a 5 s command).
     keeps_rows_as_read = False
+    # A whole-input filter that need not hold its rows (dedup keeps hashes and signatures, not
+    # rows): it implements `process_stream`, and its memory no longer grows with the rows' size.
+    streams = False
 
     def __init__(self, output: str | Path, progress: bool = True) -> None:
         self.output = Path(output)
@@ -113,6 +119,13 @@ class Stage:
         raise NotImplementedError(f"stage {cls.name} cannot be built from a pipeline config")
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
+        raise NotImplementedError
+
+    def process_stream(self, rows: Iterator[dict], expected: int = 0) -> tuple[BatchResult, list[int]]:
+        """For a stage that `streams`: read the whole input once, in order (`expected` rows, 0
+        when unknown), and return the result without its kept rows, and the positions of the
+        rows it keeps (in input order, each unchanged). The runner then copies those rows from
+        the input file, or takes them from the input list."""
         raise NotImplementedError
 
     def settings(self) -> dict:
@@ -195,6 +208,8 @@ class Stage:
 
     def _run_batches(self, rows: Iterable[dict], consumed: int, stats: StageStats, fp: str,
                      total: int | None) -> int:
+        if self.streams and self.batch_size == WHOLE_INPUT and consumed == 0:
+            return self._run_stream(rows, stats, total)
         started = time.monotonic()
         base_seconds = stats.seconds
         bar = tqdm(total=total, initial=consumed, desc=self.name, unit="row", disable=not self.progress,
@@ -225,6 +240,43 @@ class Stage:
         stats.seconds = base_seconds + time.monotonic() - started
         return consumed
 
+    def _run_stream(self, rows: Iterable[dict], stats: StageStats, total: int | None) -> int:
+        """A streaming whole-input stage: rows pass through once; of each, only its byte span in
+        the input file is kept (or, for rows that come from no file, the row itself, which its
+        caller holds anyway). Nothing is written before the end, as for any whole-input stage."""
+        started = time.monotonic()
+        base_seconds = stats.seconds
+        bar = tqdm(total=total, desc=self.name, unit="row", disable=not self.progress, dynamic_ncols=True)
+        copied = rows if self.keeps_rows_as_read and isinstance(rows, JsonlRows) else None
+        starts, ends = array.array("q"), array.array("q")
+        held: list[dict] = []
+
+        def read() -> Iterator[dict]:
+            if copied is not None:
+                for row, (start, end) in copied.with_spans():
+                    starts.append(start)
+                    ends.append(end)
+                    yield row
+                    if len(starts) % 4096 == 0:
+                        bar.update(4096)
+            else:
+                for row in rows:
+                    held.append(row)
+                    yield row
+
+        result, kept = self.process_stream(read(), total or 0)
+        count = len(starts) if copied is not None else len(held)
+        bar.update(count - bar.n)
+        bar.close()
+        stats.rows_in += count
+        if copied is not None:
+            self._append(result, stats, copied.path, [(starts[i], ends[i]) for i in kept])
+        else:
+            result.kept = [held[i] for i in kept]
+            self._append(result, stats)
+        stats.seconds = base_seconds + time.monotonic() - started
+        return count
+
     def adopt(self, parts: list[Stage], input_fingerprint: str, stats: StageStats, consumed: int) -> None:
         """Take as this stage's finished output the outputs of stages that ran on consecutive
         parts of its input, in order (a cluster run): the same files, checkpoint and fingerprint
@@ -249,21 +301,26 @@ class Stage:
                 spans: dict[int, tuple[int, int]] | None = None) -> int:
         result = self.process_batch(batch)
         stats.rows_in += self.count_in(batch)
-        self._append(result, stats, source, spans)
+        kept_spans = None
+        if source is not None and spans and all(id(row) in spans for row in result.kept):
+            kept_spans = [spans[id(row)] for row in result.kept]
+        self._append(result, stats, source, kept_spans)
         stats.seconds = base_seconds + time.monotonic() - started
         consumed += len(batch)
         self._save_checkpoint(fp, consumed, stats, done=False)
         return consumed
 
     def _append(self, result: BatchResult, stats: StageStats, source: Path | None = None,
-                spans: dict[int, tuple[int, int]] | None = None) -> None:
-        stats.rows_out += len(result.kept)
+                kept_spans: list[tuple[int, int]] | None = None) -> None:
+        """Write a batch's outputs; with `kept_spans`, the kept rows are those bytes of `source`."""
         stats.notes.update(result.notes)
         for r in result.rejected:
             stats.dropped[r.get("reason", "unknown")] += 1
-        if source is not None and spans and all(id(row) in spans for row in result.kept):
-            _append_spans(self.output, source, [spans[id(row)] for row in result.kept])
+        if source is not None and kept_spans is not None:
+            stats.rows_out += len(kept_spans)
+            _append_spans(self.output, source, kept_spans)
         else:
+            stats.rows_out += len(result.kept)
             _append_jsonl(self.output, result.kept)
         _append_jsonl(self.rejects_path, result.rejected)
         for suffix, rows in result.extra.items():

@@ -3,6 +3,7 @@ decontamination and the seed filters, on hand-written realistic model output."""
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import random
@@ -448,3 +449,58 @@ def test_jsonl_from_other_tools_a_byte_order_mark_crlf_and_no_final_newline_read
     lone_cr.write_bytes(b"\r".join(json.dumps(r).encode() for r in rows) + b"\r")
     with pytest.raises(ValueError, match=r"mac.jsonl:1: not valid JSON: extra data"):
         list(read_jsonl(lone_cr))
+
+
+def test_dedup_streams_its_input_and_decides_as_one_pass_over_all_rows_whatever_the_workers(tmp_path):
+    """Dedup reads its input chunk by chunk (4,000 rows) and holds no rows: duplicates across
+    chunk boundaries are still found, kept rows are the input's bytes, and the kept rows and the
+    rejects are the same with one process or two, and as process_batch over the whole list."""
+    from generator.rows import read_jsonl
+    from generator.runner import Input, run_stages
+    from generator.stages.dedup import Dedup, DedupConfig
+
+    rng = random.Random(7)
+    words = ["total", "value", "items", "count", "index", "result", "limit", "offset", "weight", "score"]
+
+    def function(i: int) -> str:
+        body = "\n".join(f"    {rng.choice(words)}_{j} = {rng.choice(words)} * {rng.randint(0, 99)} + {i}"
+                         for j in range(12))
+        return f"def f{i}(values):\n{body}\n    return values\n"
+
+    originals = [function(i) for i in range(9000)]
+    rows = []
+    for i, code in enumerate(originals):
+        if i >= 100 and i % 50 == 0:     # an earlier row's code, one line changed: a near duplicate
+            earlier = originals[i - rng.choice([37, 4100, 8000 if i > 8000 else 99])].splitlines()
+            earlier[3] = "    changed = 1"
+            code = "\n".join(earlier) + "\n"
+        elif i >= 100 and i % 77 == 0:   # an earlier row's code respaced: an exact duplicate
+            code = originals[i - 4321 if i > 4321 else i - 99].replace(" = ", "=")
+        rows.append({"id": f"r{i}", "instruction": f"Task {i}.", "response": f"```python\n{code}```", "extra": [i]})
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
+
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out-{workers}.jsonl"
+        run_stages([Dedup(out, DedupConfig(num_proc=workers), progress=False)], Input.jsonl(src))
+        outputs[workers] = (out.read_bytes(), (tmp_path / f"out-{workers}.rejects.jsonl").read_bytes())
+    assert outputs[1] == outputs[2]
+    kept_bytes, rejects_bytes = outputs[1]
+    rejected = [json.loads(line) for line in rejects_bytes.splitlines()]
+    reasons = collections.Counter(r["reason"] for r in rejected)
+    assert reasons["exact_duplicate_response"] >= 100 and reasons["near_duplicate"] >= 100, reasons
+    kept_count = len(kept_bytes.splitlines())
+    assert len({r["id"] for r in rejected}) == len(rejected) and kept_count + len(rejected) == len(rows)
+    # Some duplicates point across chunks, more than 4,000 rows back.
+    assert any(int(r["id"][1:]) - int(r["duplicate_of"][1:]) > 4000 for r in rejected)
+
+    whole = Dedup(tmp_path / "unused.jsonl", DedupConfig()).process_batch(rows)
+    assert [r["id"] for r in read_jsonl(tmp_path / "out-1.jsonl")] == [r["id"] for r in whole.kept]
+    assert sorted(map(json.dumps, rejected)) == sorted(map(json.dumps, whole.rejected))
+    kept_ids = {r["id"] for r in whole.kept}
+    assert kept_bytes == b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
+                                  for r in rows if r["id"] in kept_ids)
+    # Rows from no file: the same rows kept.
+    run_stages([Dedup(tmp_path / "listed.jsonl", DedupConfig(), progress=False)], Input(rows, "rows"))
+    assert list(read_jsonl(tmp_path / "listed.jsonl")) == whole.kept

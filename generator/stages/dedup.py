@@ -7,28 +7,25 @@ nothing new."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
-import functools
 import hashlib
-import queue
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+import itertools
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from generator.minhash import MinHashParams, SignedChunk, deduplicate, signed_chunks, worker_pool
+from generator.minhash import Clusters, MinHashParams, SignedChunk, sign, worker_pool
 from generator.response_format import program_of
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
 if TYPE_CHECKING:
     from generator.pipeline import PipelineConfig
     from generator.resources import Resources
-
-T = TypeVar("T")
-
 
 @dataclass
 class DedupConfig:
@@ -44,29 +41,6 @@ class DedupConfig:
         unknown = set(self.fields) - {"instruction", "response", "code"}
         if unknown or not self.fields:
             raise ValueError(f"[dedup] fields must be some of instruction, response, code; not {sorted(unknown)}")
-
-
-def _in_background(thread: ThreadPoolExecutor, produce: Callable[[], Iterable[T]]) -> Iterator[T]:
-    """The items of `produce()`, made in `thread` and handed over one by one as each is ready;
-    an error in `produce` is raised here, after the items made before it."""
-    ready: queue.Queue = queue.Queue()
-    end = object()
-
-    def run() -> None:
-        try:
-            for item in produce():
-                ready.put(item)
-        finally:
-            ready.put(end)
-
-    running = thread.submit(run)
-
-    def items() -> Iterator[T]:
-        while (item := ready.get()) is not end:
-            yield item
-        running.result()
-
-    return items()
 
 
 # The ASCII characters str.split() counts as whitespace (\x1c-\x1f included, unlike bytes.split()).
@@ -85,6 +59,7 @@ def _normalized_hash(text: str) -> bytes:
 class Dedup(Stage):
     name = "dedup"
     keeps_rows_as_read = True
+    streams = True
     batch_size = WHOLE_INPUT
 
     def __init__(self, output, cfg: DedupConfig, progress: bool = True) -> None:
@@ -113,45 +88,89 @@ class Dedup(Stage):
                 self._workers = None
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
-        result = BatchResult()
-        alive = np.ones(len(rows), bool)
-        with ThreadPoolExecutor(1, thread_name_prefix="signatures") as background:
-            # The signatures of every row are computed (in worker processes) while the exact
-            # part runs: they do not depend on it, and those of its duplicates are skipped below.
-            # The LSH then takes each chunk of signatures as it is ready.
-            texts: dict[str, list[str]] = {}
-            signed: dict[str, Iterator[SignedChunk]] = {}
-            params = MinHashParams(self.cfg.num_perm, self.cfg.ngram, self.cfg.threshold)
-            if self.cfg.near:
-                for name in self.cfg.fields:
-                    texts[name] = [program_of(r["response"]) if name == "code" else r[name] for r in rows]
-                    signed[name] = _in_background(background, functools.partial(
-                        signed_chunks, texts[name], params, self.cfg.num_proc, pool=self._workers))
-            if self.cfg.exact:
-                self._exact(rows, alive, result)
-            ids = [r["id"] for r in rows]
-            for name, chunks in signed.items():
-                # An empty text (no code) matches every other empty text: those are not compared.
-                blank = np.fromiter((not t.strip() for t in texts[name]), bool, len(rows))
-                dup_of = deduplicate(chunks, ids, params, skip=~alive | blank)
-                reason = "near_duplicate" if name == "response" else f"near_duplicate_{name}"
-                for i, row in enumerate(rows):
-                    if alive[i] and row["id"] in dup_of:
-                        result.rejected.append({"id": row["id"], "reason": reason, "duplicate_of": dup_of[row["id"]]})
-                        alive[i] = False
-        result.kept.extend(row for row, keep in zip(rows, alive, strict=True) if keep)
+        result, kept = self.process_stream(iter(rows), len(rows))
+        result.kept = [rows[i] for i in kept]
         return result
 
+    def process_stream(self, rows: Iterator[dict], expected: int = 0) -> tuple[BatchResult, list[int]]:
+        """One pass, chunk by chunk in input order: each chunk's exact duplicates are found as it
+        is read, its texts go to the signature workers, and the LSH takes each chunk's signatures
+        when they are back, at most 2 x num_proc chunks behind the reading. Keep-first in input
+        order holds as in a pass over all rows at once: a chunk's decisions depend only on the
+        rows before it. What is kept of each row: its id, a flag, and its hashes and signature,
+        not the row."""
+        result = BatchResult()
+        params = MinHashParams(self.cfg.num_perm, self.cfg.ngram, self.cfg.threshold)
+        near = list(self.cfg.fields) if self.cfg.near else []
+        clusters = {name: Clusters(params, expected) for name in near}
+        ids: list[str] = []
+        alive = bytearray()                                    # 1 while a row is kept
+        first_seen: dict[str, dict[bytes, str]] = {"instruction": {}, "response": {}}
+        in_flight: collections.deque[_Pending] = collections.deque()
+        window = 2 * max(self.cfg.num_proc, 1)
+        while chunk := list(itertools.islice(rows, CHUNK)):
+            start = len(ids)
+            ids.extend(row["id"] for row in chunk)
+            alive.extend(b"\x01" * len(chunk))
+            pending = _Pending(start)
+            if self.cfg.exact:
+                self._exact(chunk, start, alive, first_seen, pending.rejected)
+            for name in near:
+                texts = [program_of(r["response"]) if name == "code" else r[name] for r in chunk]
+                # An empty text (no code) matches every other empty text: those are not compared.
+                pending.blank[name] = np.fromiter((not t.strip() for t in texts), bool, len(texts))
+                pending.signed[name] = sign(texts, params, self._workers)
+            in_flight.append(pending)
+            if len(in_flight) > window:
+                self._near(in_flight.popleft(), clusters, ids, alive, result)
+        while in_flight:
+            self._near(in_flight.popleft(), clusters, ids, alive, result)
+        return result, [i for i, keep in enumerate(alive) if keep]
+
     @staticmethod
-    def _exact(rows: list[dict], alive: np.ndarray, result: BatchResult) -> None:
-        first_seen: dict[tuple[str, bytes], str] = {}
-        for i, row in enumerate(rows):
+    def _exact(chunk: list[dict], start: int, alive: bytearray, first_seen: dict[str, dict[bytes, str]],
+               rejected: list[dict]) -> None:
+        """A row whose instruction or response, whitespace aside, is an earlier kept row's."""
+        for i, row in enumerate(chunk, start):
             keys = [(f, _normalized_hash(row.get(f, ""))) for f in ("instruction", "response")]
-            dup = next((k for k in keys if k in first_seen), None)
+            dup = next(((f, h) for f, h in keys if h in first_seen[f]), None)
             if dup:
-                result.rejected.append({"id": row["id"], "reason": f"exact_duplicate_{dup[0]}",
-                                        "duplicate_of": first_seen[dup]})
-                alive[i] = False
+                rejected.append({"id": row["id"], "reason": f"exact_duplicate_{dup[0]}",
+                                 "duplicate_of": first_seen[dup[0]][dup[1]]})
+                alive[i] = 0
                 continue
-            for k in keys:
-                first_seen[k] = row["id"]
+            for f, h in keys:
+                first_seen[f][h] = row["id"]
+
+    @staticmethod
+    def _near(pending: _Pending, clusters: dict[str, Clusters], ids: list[str], alive: bytearray,
+              result: BatchResult) -> None:
+        """One chunk through each field's LSH in turn; rows dropped already take no part. Its
+        rejects are written exact ones first, then each field's, chunk after chunk, whatever
+        the number of workers."""
+        start = pending.start
+        result.rejected.extend(pending.rejected)
+        for name, future in pending.signed.items():
+            signed = future.result()
+            n = len(signed.sigs)
+            absent = pending.blank[name] | (np.frombuffer(alive, np.uint8, n, start) == 0)
+            if absent.any():
+                signed = SignedChunk(np.where(absent[:, None], np.uint32(0), signed.sigs), signed.keys,
+                                     signed.repeated)
+            reason = "near_duplicate" if name == "response" else f"near_duplicate_{name}"
+            for i, match in enumerate(clusters[name].add(signed), start):
+                if match is not None:
+                    result.rejected.append({"id": ids[i], "reason": reason, "duplicate_of": ids[match]})
+                    alive[i] = 0
+
+
+@dataclass
+class _Pending:
+    """A chunk read and sent to the signature workers, not yet through the LSH."""
+    start: int                                   # its first row's position in the input
+    signed: dict[str, Future[SignedChunk]] = field(default_factory=dict)
+    blank: dict[str, np.ndarray] = field(default_factory=dict)
+    rejected: list[dict] = field(default_factory=list)   # its exact duplicates
+
+
+CHUNK = 4000   # rows a signature worker takes at once
