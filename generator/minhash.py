@@ -24,7 +24,7 @@ import contextlib
 import functools
 import itertools
 import multiprocessing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -232,19 +232,16 @@ def sign(texts: list[str], params: MinHashParams, pool: ProcessPoolExecutor | No
 
 
 def signed_chunks(texts: Sequence[str], params: MinHashParams, num_proc: int = 1,
-                  chunk: int = 4000, pool: ProcessPoolExecutor | None = None) -> Iterator[SignedChunk]:
-    """Signatures and band keys chunk by chunk, in input order, computed in `pool` (the
-    `worker_pool` of `num_proc` processes) or in processes started for this call; at most 2 x
-    num_proc chunks are in flight."""
+                  chunk: int = 4000) -> Iterator[SignedChunk]:
+    """Signatures and band keys chunk by chunk, in input order; with `num_proc` > 1 at most
+    2 x num_proc chunks are in flight."""
     jobs = ((list(texts[i:i + chunk]), params) for i in range(0, len(texts), chunk))
-    if pool is None and (num_proc <= 1 or len(texts) <= chunk):
+    if num_proc <= 1 or len(texts) <= chunk:
         yield from map(_signed_chunk, jobs)
         return
-    with contextlib.ExitStack() as stack:
-        if pool is None:
-            pool = stack.enter_context(worker_pool(num_proc))
+    with worker_pool(num_proc) as pool:
         assert pool is not None
-        window = [pool.submit(_signed_chunk, j) for j in itertools.islice(jobs, 2 * max(num_proc, 1))]
+        window = [pool.submit(_signed_chunk, j) for j in itertools.islice(jobs, 2 * num_proc)]
         while window:
             done = window.pop(0).result()
             window.extend(pool.submit(_signed_chunk, j) for j in itertools.islice(jobs, 1))
@@ -348,10 +345,13 @@ class Clusters:
         chunk = bisect.bisect_right(self._chunk_starts, index) - 1
         return self._chunks[chunk][index - self._chunk_starts[chunk]]
 
-    def add(self, chunk: SignedChunk) -> list[int | None]:
+    def add(self, chunk: SignedChunk, absent: np.ndarray | None = None) -> list[int | None]:
         """For each document of the chunk (the next ones in order): the index of the kept
-        document it duplicates, or None when it is kept (or has no shingles)."""
+        document it duplicates, or None when it is kept (or has no shingles). Documents where
+        `absent` is True (dropped already) take no part, as if they had no shingles."""
         sigs, keys = chunk.sigs, chunk.keys
+        if absent is not None and absent.any():
+            sigs = np.where(absent[:, None], np.uint32(0), sigs)
         first, n = self.seen, len(sigs)
         self._chunks.append(sigs)
         self._chunk_starts.append(first)
@@ -394,20 +394,10 @@ class Clusters:
 def near_duplicates(texts: Sequence[str], keys: Sequence[str], params: MinHashParams,
                     num_proc: int = 1, chunk: int = 4000) -> dict[str, str]:
     """Map each near-duplicate's key to the key of the earliest kept text it matches."""
-    return deduplicate(signed_chunks(texts, params, num_proc, chunk), keys, params)
-
-
-def deduplicate(chunks: Iterable[SignedChunk], keys: Sequence[str], params: MinHashParams,
-                skip: np.ndarray | None = None) -> dict[str, str]:
-    """`near_duplicates` over signatures computed beforehand (so they can be computed while
-    something else runs). Documents where `skip` is True take no part, as if absent."""
     clusters = Clusters(params, len(keys))
     duplicate_of: dict[str, str] = {}
-    for signed in chunks:
+    for signed in signed_chunks(texts, params, num_proc, chunk):
         first = clusters.seen
-        absent = skip[first:first + len(signed.sigs)] if skip is not None else None
-        if absent is not None and absent.any():
-            signed = SignedChunk(np.where(absent[:, None], np.uint32(0), signed.sigs), signed.keys, signed.repeated)
         for offset, match in enumerate(clusters.add(signed)):
             if match is not None:
                 duplicate_of[keys[first + offset]] = keys[match]

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from generator.pipeline import PipelineConfig
     from generator.resources import Resources
 
+
 @dataclass
 class DedupConfig:
     exact: bool = True
@@ -152,13 +153,9 @@ class Dedup(Stage):
         result.rejected.extend(pending.rejected)
         for name, future in pending.signed.items():
             signed = future.result()
-            n = len(signed.sigs)
-            absent = pending.blank[name] | (np.frombuffer(alive, np.uint8, n, start) == 0)
-            if absent.any():
-                signed = SignedChunk(np.where(absent[:, None], np.uint32(0), signed.sigs), signed.keys,
-                                     signed.repeated)
+            absent = pending.blank[name] | (np.frombuffer(alive, np.uint8, len(signed.sigs), start) == 0)
             reason = "near_duplicate" if name == "response" else f"near_duplicate_{name}"
-            for i, match in enumerate(clusters[name].add(signed), start):
+            for i, match in enumerate(clusters[name].add(signed, absent), start):
                 if match is not None:
                     result.rejected.append({"id": ids[i], "reason": reason, "duplicate_of": ids[match]})
                     alive[i] = 0
