@@ -114,11 +114,7 @@ def _served(pool_size: int, isolation: str = "pooled") -> Iterator[Client]:
         if not found:
             raise RuntimeError(f"the executor did not start (exit {server.wait()}): {line.strip()}")
         with Client(f"127.0.0.1:{found.group(1)}") as client:
-            deadline = time.monotonic() + 120
-            while client.info().pool.ready < pool_size:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the executor's pool was not ready in 120 s: {client.info().pool}")
-                time.sleep(0.1)
+            client.wait_until_ready(120)
             client.execute(Program("pass"))  # warm the channel
             yield client
     finally:
