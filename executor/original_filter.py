@@ -42,11 +42,11 @@ EVALPLUS_FALLBACK = Path.home() / ".cache" / "selfalign" / "evalplus-0.3.1"
 
 def _import_guards():
     try:
-        import evalplus.eval.utils as guards
+        import evalplus.eval.utils as guards  # pyright: ignore[reportMissingImports]  (setup.sh: --target)
     except ImportError:
         sys.path.append(str(EVALPLUS_FALLBACK))
         try:
-            import evalplus.eval.utils as guards
+            import evalplus.eval.utils as guards  # pyright: ignore[reportMissingImports]
         except ImportError as exc:
             raise SystemExit(f"the original filter's runner needs EvalPlus ({exc}): run scripts/setup.sh, "
                              f"or pip install --no-deps --target {EVALPLUS_FALLBACK} evalplus==0.3.1 "

@@ -69,50 +69,124 @@ def tests_section(response: str) -> str | None:
 
 # -- do the tests run? ------------------------------------------------------------------------
 
-def _top_level(nodes: list[ast.stmt]):
-    """Statements that run when the module runs: the module body and the bodies of its
-    compound statements (if/for/while/with/try), but not function or class bodies."""
+_SWALLOWS = frozenset({"AssertionError", "Exception", "BaseException"})
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def _names_in(node: ast.AST | None) -> set[str]:
+    """Exception names a handler or suppress() takes: `AssertionError`, `(ValueError, Exception)`."""
+    if node is None:
+        return {"BaseException"}   # a bare except
+    return {n.attr if isinstance(n, ast.Attribute) else n.id for n in ast.walk(node)
+            if isinstance(n, (ast.Name, ast.Attribute))} & _SWALLOWS
+
+
+def _swallowing_try(node: ast.stmt) -> bool:
+    """A try whose handler catches a failed assert and does not raise again."""
+    return isinstance(node, ast.Try) and any(
+        _names_in(h.type) and not any(isinstance(n, ast.Raise) for n in ast.walk(h)) for h in node.handlers)
+
+
+def _suppressing_with(node: ast.stmt) -> bool:
+    """`with contextlib.suppress(AssertionError):` (or Exception): a failed assert is swallowed."""
+    if not isinstance(node, (ast.With, ast.AsyncWith)):
+        return False
+    for item in node.items:
+        call = item.context_expr
+        if isinstance(call, ast.Call):
+            f = call.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if name == "suppress" and any(_names_in(a) for a in call.args):
+                return True
+    return False
+
+
+def _can_fail(node: ast.Assert) -> bool:
+    """`assert True`, `assert "text"` and `assert (f(1) == 2, "message")` (a non-empty tuple) can
+    never fail."""
+    test = node.test
+    if isinstance(test, ast.Constant):
+        return not test.value
+    if isinstance(test, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
+        return not (test.keys if isinstance(test, ast.Dict) else test.elts)
+    return True
+
+
+def _runs(nodes: list[ast.stmt], into_functions: bool = False):
+    """Statements that run when `nodes` run and whose failed assert fails the program: not in a
+    function or class body (unless `into_functions`, for the body being walked itself), nor in
+    a try that swallows the AssertionError, nor under `suppress(AssertionError)`."""
     for node in nodes:
         yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(node, _SCOPES) and not into_functions:
+            continue
+        if isinstance(node, ast.Try) and _swallowing_try(node):
+            yield from _runs(node.orelse + node.finalbody)   # the body's failures are caught
+            for handler in node.handlers:
+                yield from _runs(handler.body)
+            continue
+        if _suppressing_with(node):
             continue
         for name in ("body", "orelse", "finalbody"):
-            yield from _top_level(getattr(node, name, []) or [])
+            yield from _runs(getattr(node, name, []) or [])
         for handler in getattr(node, "handlers", []) or []:
-            yield from _top_level(handler.body)
+            yield from _runs(handler.body)
         for case in getattr(node, "cases", []) or []:
-            yield from _top_level(case.body)
+            yield from _runs(case.body)
 
 
-def _has_assert(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Assert) for n in ast.walk(node))
+def _live_asserts(statements) -> bool:
+    return any(isinstance(s, ast.Assert) and _can_fail(s) for s in statements)
 
 
-def _called_names(statements) -> set[str]:
-    names = set()
+def _function_tests(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A function whose own body holds an assert that can fail and is not swallowed, and which
+    runs when called: a generator (a `yield` in its body) only makes a generator object."""
+    body = list(_runs(func.body))
+    if any(isinstance(n, (ast.Yield, ast.YieldFrom)) for stmt in body if not isinstance(stmt, _SCOPES)
+           for n in ast.walk(stmt) if not isinstance(n, _SCOPES)):
+        return False
+    return _live_asserts(body)
+
+
+def _calls(statements) -> list[ast.Call]:
+    """Calls made by module-level statements (not inside functions or lambdas they define)."""
+    out = []
     for stmt in statements:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(stmt, _SCOPES):
             continue
-        for n in ast.walk(stmt):
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
-                names.add(n.func.id)
-    return names
+        stack: list[ast.AST] = [stmt]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, ast.Call):
+                out.append(n)
+            stack.extend(c for c in ast.iter_child_nodes(n) if not isinstance(c, _SCOPES))
+    return out
+
+
+def _called_functions(statements) -> dict[str, list[ast.Call]]:
+    """{name: calls}: functions called by module level, directly or through `asyncio.run(f())`."""
+    called: dict[str, list[ast.Call]] = {}
+    for call in _calls(statements):
+        f = call.func
+        if isinstance(f, ast.Name):
+            called.setdefault(f.id, []).append(call)
+        is_run = isinstance(f, ast.Attribute) and f.attr == "run" and isinstance(f.value, ast.Name) \
+            and f.value.id == "asyncio"
+        if is_run and call.args and isinstance(call.args[0], ast.Call) and isinstance(call.args[0].func, ast.Name):
+            called.setdefault(call.args[0].func.id, []).append(call)
+    return called
 
 
 def _runs_unittest(statements) -> bool:
-    """A module-level `unittest.main()` (or `main()` imported from unittest) that can fail the
-    program: with `exit=False` a failing test still exits 0, so it proves nothing."""
-    for stmt in statements:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        for n in ast.walk(stmt):
-            if not isinstance(n, ast.Call):
-                continue
-            f = n.func
-            is_main = (isinstance(f, ast.Attribute) and f.attr == "main" and isinstance(f.value, ast.Name)
-                       and f.value.id == "unittest")
-            if is_main and not any(k.arg == "exit" for k in n.keywords):
-                return True
+    """A module-level `unittest.main()` that can fail the program: with `exit=False` (or keywords
+    given as `**mapping`, which may hold it) a failing test still exits 0, so it proves nothing."""
+    for call in _calls(statements):
+        f = call.func
+        is_main = (isinstance(f, ast.Attribute) and f.attr == "main" and isinstance(f.value, ast.Name)
+                   and f.value.id == "unittest")
+        if is_main and not any(k.arg in ("exit", None) for k in call.keywords):
+            return True
     return False
 
 
@@ -129,33 +203,48 @@ def _test_case_classes(tree: ast.Module) -> bool:
 
 
 def _has_assert_or_check(func: ast.FunctionDef) -> bool:
-    for n in ast.walk(func):
-        if isinstance(n, ast.Assert):
+    for n in _runs(func.body):
+        if isinstance(n, ast.Assert) and _can_fail(n):
             return True
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr.startswith(
-                ("assert", "fail")):
-            return True
+        for c in ast.walk(n) if not isinstance(n, _SCOPES) else ():
+            if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr.startswith(
+                    ("assert", "fail")):
+                return True
     return False
 
 
-def tests_reason(response: str) -> str | None:
-    """None when the response's tests run and can fail; otherwise why not.
-
-    What counts: an `assert` that runs at module level in the tests (under `[Tests]` when the
-    response has that tag, anywhere at module level otherwise); a test function (defined in the
-    tests, or named `test*`) that holds an assert and is called at module level; a
-    `unittest.TestCase` with a test method, run by `unittest.main()`. What does not count: an
-    assert inside the implementation (input validation), a TestCase nobody runs, a call to a
-    function that merely has a `test` name but checks nothing.
-    """
+def runnable_program(response: str, drop_interactive: bool = True) -> tuple[str, bool]:
+    """(the program the execution filter runs, whether an interactive main block was removed)."""
     program = program_of(response)
-    if not program:
+    return drop_interactive_main(program) if drop_interactive else (program, False)
+
+
+def tests_reason(response: str, drop_interactive: bool = True) -> str | None:
+    """None when the response's tests run and can fail; otherwise why not. Judged on the program
+    that runs: after the interactive `__main__` block is removed (`drop_interactive`), its
+    asserts are not tests.
+
+    What counts: an assert that can fail (not a constant, not a non-empty tuple) and runs at
+    module level in the tests (under `[Tests]` when the response has that tag, anywhere at
+    module level otherwise), outside a try that swallows AssertionError and outside
+    `suppress(AssertionError)`; a function holding such an assert, called at module level, that
+    is a test function (defined in the tests, or named `test*`) or is given the code under test
+    (HumanEval's `check(candidate)`); an `async def` one only through `asyncio.run`, never a
+    generator; a `unittest.TestCase` with a test method, run by `unittest.main()` that can fail
+    (the agent also refuses a `unittest.main()` that ran no test). What does not count: an
+    assert inside the implementation (input validation), a TestCase nobody runs, a call to a
+    function that merely has a `test` name but checks nothing, a test started in a thread.
+    """
+    program, _ = runnable_program(response, drop_interactive)
+    if not program.strip():
         return "no_parsable_code"
     tree = ast.parse(program)
     section = tests_section(response)
     if section is not None:
         test_program = "\n\n".join(python_blocks(section))
-        if not test_program:
+        if drop_interactive:
+            test_program, _ = drop_interactive_main(test_program)
+        if not test_program.strip():
             return "no_tests_block"
         test_tree = ast.parse(test_program)
         test_functions = {n.name for n in test_tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
@@ -163,18 +252,26 @@ def tests_reason(response: str) -> str | None:
     else:
         test_functions = set()
         scope = tree
-    statements = list(_top_level(scope.body))
-    if any(isinstance(s, ast.Assert) for s in statements):
+    statements = list(_runs(scope.body))
+    if _live_asserts(statements):
         return None
-    called = _called_names(statements)
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in called and \
-                (node.name in test_functions or node.name.startswith("test")) and _has_assert(node):
+    functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    code_under_test = set(functions) | {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    for name, calls in _called_functions(statements).items():
+        func = functions.get(name)
+        if func is None or not _function_tests(func):
+            continue
+        if isinstance(func, ast.AsyncFunctionDef) and not any(isinstance(c.func, ast.Attribute) for c in calls):
+            continue   # a coroutine called without asyncio.run never runs
+        named_test = name in test_functions or name.startswith("test")
+        given_code = any(isinstance(a, ast.Name) and a.id in code_under_test - {name}
+                         for c in calls for a in (*c.args, *(k.value for k in c.keywords)))
+        if named_test or given_code:
             return None
-    if _test_case_classes(tree) and _runs_unittest(list(_top_level(tree.body))):
+    if _test_case_classes(tree) and _runs_unittest(list(_runs(tree.body))):
         return None
-    uncalled_tests = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                      and (n.name in test_functions or n.name.startswith("test")) and _has_assert(n)]
+    uncalled_tests = [n for n in functions.values() if (n.name in test_functions or n.name.startswith("test"))
+                      and _function_tests(n)]
     if uncalled_tests or _test_case_classes(tree):
         return "tests_never_run"
     return "no_tests"

@@ -74,12 +74,18 @@ CANDIDATES = {
         "opens_file": "    open('x', 'w')\n    return [a, b]\n",
         "exits": "    exit(0)\n",
         "slow": "    import time\n    time.sleep(1.5)\n    return [a, b]\n",
+        # a list subclass: EvalPlus compares it as a list
+        "list_subclass": "    class L(list):\n        pass\n    return L([a, b])\n",
+        "namedtuple": "    import collections\n    return collections.namedtuple('P', 'a b')(a, b)\n",
     },
     "HumanEval/901": {
         "right": "    return x / 2\n",
         "close": "    return x / 2 + 5e-7\n",                   # within the default 1e-6 for floats
         "far": "    return x / 2 + 1e-4\n",
         "int": "    return x // 2 if x % 2 == 0 else x / 2\n",   # an int where a float is expected
+        "numpy_equal": "    import numpy\n    return numpy.float64(x) / 2\n",
+        "numpy_close": "    import numpy\n    return numpy.float64(x) / 2 + 5e-7\n",   # 0.3: not a float
+        "huge_int": "    return x / 2 if x != 10 else 10 ** 5000\n",
     },
     "HumanEval/902": {
         "right": "    return x / 3\n",

@@ -164,6 +164,16 @@ def test_unittest_main_passes_and_fails_honestly(client):
     assert r.status is Status.FAILED and r.exit_code == 1
 
 
+def test_unittest_main_that_found_no_test_is_not_an_end(client):
+    """Python 3.11's unittest.main() exits 0 when there is no test at all: the asserts after it
+    never ran, so this is no pass (it was, while the agent trusted unittest's exit)."""
+    r = run(client, "import unittest\nunittest.main()\nassert 1 == 2\n")
+    assert r.status is Status.FAILED and r.exit_code == 0
+    assert r.reason == "unittest.main() found no test to run"
+    empty = "import unittest\nclass T(unittest.TestCase):\n    pass\nunittest.main()\n"
+    assert run(client, empty).status is Status.FAILED
+
+
 def test_threads_are_joined_before_the_end(client):
     code = ("import threading, time\nout = []\n"
             "t = threading.Thread(target=lambda: (time.sleep(0.2), out.append(1), print('late')))\n"

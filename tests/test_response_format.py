@@ -95,6 +95,41 @@ def test_python_tags_and_unparsable_blocks():
     # asserts in the implementation do not make up for a [Tests] section without code
     ("[Implementation]\n```python\nassert 1 == 1\n```\n[Tests]\nIt works.", "no_tests_block"),
     ("No code at all.", "no_parsable_code"),
+    # the only asserts sit in an interactive main block, which is removed before the run
+    ("```python\ndef f(x):\n    return x\nif __name__ == '__main__':\n    n = int(input())\n"
+     "    assert f(n) == n\n```", "no_tests"),
+    # asserts that cannot fail: a non-empty tuple, a constant
+    ("```python\ndef f(x):\n    return x\n```\n[Tests]\n```python\nassert (f(1) == 2, 'msg')\n```", "no_tests"),
+    ("```python\ndef f(x):\n    return x\n```\n[Tests]\n```python\nassert True\nassert 'x'\n```", "no_tests"),
+    # asserts whose failure is swallowed
+    ("```python\ndef f(x):\n    return x\n```\n[Tests]\n```python\ntry:\n    assert f(1) == 2\n"
+     "except AssertionError:\n    print('failed')\n```", "no_tests"),
+    ("```python\ndef f(x):\n    return x\n```\n[Tests]\n```python\nimport contextlib\n"
+     "with contextlib.suppress(AssertionError):\n    assert f(1) == 2\n```", "no_tests"),
+    ("```python\ndef f(x):\n    return x\n```\n[Tests]\n```python\ndef test_f():\n    try:\n"
+     "        assert f(1) == 2\n    except Exception:\n        pass\n\ntest_f()\n```", "no_tests"),
+    # ... but one that is caught and raised again still fails the program
+    ("```python\ndef f(x):\n    return x\n```\n[Tests]\n```python\ntry:\n    assert f(1) == 1\n"
+     "except AssertionError:\n    print('failed')\n    raise\n```", None),
+    # test functions that are called but never run: a coroutine not awaited, a generator
+    ("```python\ndef f(x):\n    return x\n\nasync def test_f():\n    assert f(1) == 2\n\ntest_f()\n```",
+     "tests_never_run"),
+    ("```python\ndef f(x):\n    return x\n\ndef test_f():\n    assert f(1) == 2\n    yield\n\ntest_f()\n```",
+     "no_tests"),
+    # ... a coroutine run by asyncio.run does run
+    ("```python\nimport asyncio\ndef f(x):\n    return x\n\nasync def test_f():\n    assert f(1) == 1\n\n"
+     "asyncio.run(test_f())\n```", None),
+    # unittest.main() with keywords it cannot see (exit=False may be among them)
+    ("```python\nimport unittest\nclass T(unittest.TestCase):\n    def test_a(self):\n        assert 1 == 2\n"
+     "unittest.main(**{'exit': False})\n```", "tests_never_run"),
+    # a test started in a thread (its failure does not fail the program), next to `assert True`
+    ("```python\nimport threading\ndef f(x):\n    return x\n\ndef test_f():\n    assert f(1) == 2\n\n"
+     "threading.Thread(target=test_f).start()\nassert True\n```", "tests_never_run"),
+    # HumanEval's shape, the commonest a base model writes: check(candidate), given the code
+    ("```python\ndef add(a, b):\n    return a + b\n```\n\n```python\ndef check(candidate):\n"
+     "    assert candidate(1, 2) == 3\n\ncheck(add)\n```", None),
+    # ... but a function with asserts called without the code under test is input validation
+    ("```python\ndef add(a, b):\n    assert a >= 0\n    return a + b\n\nadd(1, 2)\n```", "no_tests"),
 ])
 def test_tests_must_run_and_be_able_to_fail(response, reason):
     assert response_format.tests_reason(response) == reason

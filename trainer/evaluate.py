@@ -24,9 +24,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from benchmarks.problems import Benchmark, Problem
-from executor import Limits, Program
+from executor import ExecutionResult, Limits, Program, Status
 from executor.client import Client, ExecutorError
-from trainer import grading
+from trainer import grading, replay
 from trainer.template import SYSTEM
 
 # The original's generation prompt (SC2_INSTRUCT_PROMPT), with the response prefix appended.
@@ -88,23 +88,76 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(estimate_pass_at_k([n], [c], k)[0])
 
 
-def _programs(problem: Problem, index: int, sample: Sample, oracles: dict | None, timeout_s: float, rules: str):
+def _program(problem: Problem, index: int, part: str, sample: Sample, oracles: dict, timeout_s: float,
+             rules: str) -> Program:
+    """The sandbox's half of judging one sample on one part ("base" or "plus"): it reports what
+    the solution returned, and the verdict is decided here (`_verdicts`). `oracles` holds each
+    problem's reference outputs (EvalPlus) or the calls its tests make (`replay.Calls`), or why
+    they cannot be had: then the benchmark's own program runs and its exit status decides."""
     solution = sample.solution(problem)
+    key = f"{problem.task_id}\x1f{index}\x1f{part}"
     if problem.differential:
-        for part in ("base", "plus"):
-            assert oracles is not None   # computed for every differential problem
-            check = grading.differential_program(problem, solution, oracles[problem.task_id][part], rules)
-            yield part, Program(check.code, id=f"{problem.task_id}\x1f{index}\x1f{part}", stdin=check.stdin,
-                                limits=Limits(timeout_s=min(check.timeout_s, 120.0), memory_mb=4096))
-    else:
-        code = problem.check_program(solution)
-        yield "base", Program(code, id=f"{problem.task_id}\x1f{index}\x1fbase", limits=Limits(timeout_s=timeout_s))
+        check = grading.differential_program(problem, solution, oracles[problem.task_id][part], rules)
+        return Program(check.code, id=key, stdin=check.stdin,
+                       limits=Limits(timeout_s=min(check.timeout_s, 120.0), memory_mb=4096,
+                                     max_output_bytes=grading.CHECK_OUTPUT_BYTES))
+    calls = oracles[problem.task_id]
+    if isinstance(calls, str):
+        return Program(problem.check_program(solution), id=key, limits=Limits(timeout_s=timeout_s))
+    code, stdin = replay.calls_program(solution, calls)
+    return Program(code, id=key, stdin=stdin,
+                   limits=Limits(timeout_s=timeout_s, max_output_bytes=grading.CHECK_OUTPUT_BYTES))
+
+
+def _run(programs: list[Program], client: Client, concurrency: int, bar) -> dict[str, ExecutionResult]:
+    results = {}
+    for r in client.execute_many(programs, max_in_flight=concurrency):
+        results[r.id] = r
+        bar.update(1)
+    broken = sorted({r.id.split("\x1f")[0] for r in results.values() if r.status is Status.SANDBOX_ERROR})
+    if broken:
+        # A sandbox failure is not the sample's fault: scoring it as wrong would report a
+        # number that did not happen.
+        raise ExecutorError(f"{len(broken)} task(s) could not be run (SANDBOX_ERROR), e.g. {broken[:3]}")
+    return results
+
+
+def _verdicts(problems: dict[str, Problem], results: dict[str, ExecutionResult], oracles: dict,
+              rules: str) -> dict[str, tuple[bool, str]]:
+    """(passed, why not) per program id, decided outside the sandbox from what it reported."""
+    verdicts: dict[str, tuple[bool, str]] = {}
+    replays = []
+    for key, r in results.items():
+        task_id, _, part = key.split("\x1f")
+        problem = problems[task_id]
+        if problem.differential:
+            verdicts[key] = grading.differential_verdict(problem, oracles[task_id][part], rules, r.stdout,
+                                                         r.stdout_truncated)
+        elif isinstance(oracles[task_id], str):   # judged in the sandbox (see "judged_in_sandbox")
+            verdicts[key] = (r.passed, r.reason)
+        else:
+            replays.append((key, replay.case_for(problem), oracles[task_id], r))
+    judged = replay.replay([(case, calls, r.stdout, r.stdout_truncated) for _, case, calls, r in replays])
+    for (key, *_), verdict in zip(replays, judged, strict=True):
+        verdicts[key] = verdict
+    return verdicts
+
+
+def _status(r: ExecutionResult, passed: bool) -> str:
+    """What grading decided, as an executor status: PASSED only when the verdict passed; a limit
+    the check program hit is named, whatever the verdict; anything else is FAILED."""
+    if passed:
+        return Status.PASSED.value
+    if r.status in (Status.TIMEOUT, Status.MEMORY_LIMIT, Status.OUTPUT_LIMIT):
+        return r.status.value
+    return Status.FAILED.value
 
 
 def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client, timeout_s: float = 10.0,
           concurrency: int = 64, progress: bool = False, rules: str = "0.2") -> dict:
     """pass@k of `samples`; EvalPlus problems are judged by the EvalPlus release `rules` (see
-    `trainer.grading`; "0.2" is the model card's era)."""
+    `trainer.grading`; "0.2" is the model card's era). The plus inputs run only for samples that
+    passed the base ones (plus means both pass), as EvalPlus's fast check would stop there too."""
     problems = benchmark.problems
     by_id = {p.task_id: p for p in problems}
     missing = [p.task_id for p in problems if not samples.get(p.task_id)]
@@ -114,40 +167,46 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
     if unknown:
         raise ValueError(f"samples for unknown task ids, e.g. {unknown[:3]}")
     differential = any(p.differential for p in problems)
-    oracles = grading.reference_outputs([p for p in problems if p.differential], benchmark.data_hash) \
-        if differential else None
-    programs = [program for p in problems for i, s in enumerate(samples[p.task_id])
-                for _, program in _programs(p, i, s, oracles, timeout_s, rules)]
-    verdicts: dict[tuple[str, int], dict[str, dict]] = defaultdict(dict)
+    oracles: dict = grading.reference_outputs([p for p in problems if p.differential], benchmark.data_hash) \
+        if differential else {}
+    oracles.update(replay.find_calls([p for p in problems if not p.differential]))
+    in_sandbox = {task_id: why for task_id, why in oracles.items() if isinstance(why, str)}
     from tqdm import tqdm
 
-    bar = tqdm(total=len(programs), desc="eval", unit="program", disable=not progress)
-    for r in client.execute_many(programs, max_in_flight=concurrency):
-        task_id, index, part = r.id.split("\x1f")
-        verdicts[(task_id, int(index))][part] = {
-            "status": r.status.value, "passed": r.passed, "reason": r.reason,
-            "stderr_tail": r.stderr[-500:].decode("utf-8", "backslashreplace")}
-        bar.update(1)
+    base = [_program(p, i, "base", s, oracles, timeout_s, rules) for p in problems
+            for i, s in enumerate(samples[p.task_id])]
+    bar = tqdm(total=len(base), desc="eval", unit="program", disable=not progress)
+    results = _run(base, client, concurrency, bar)
+    verdicts = _verdicts(by_id, results, oracles, rules)
+    plus = [_program(by_id[key.split("\x1f")[0]], int(key.split("\x1f")[1]), "plus",
+                     samples[key.split("\x1f")[0]][int(key.split("\x1f")[1])], oracles, timeout_s, rules)
+            for key, (ok, _) in verdicts.items() if ok and by_id[key.split("\x1f")[0]].differential]
+    if plus:
+        bar.total += len(plus)
+        bar.refresh()
+        plus_results = _run(plus, client, concurrency, bar)
+        results.update(plus_results)
+        verdicts.update(_verdicts(by_id, plus_results, oracles, rules))
     bar.close()
-    broken = sorted({t for (t, _), parts in verdicts.items() if any(v["status"] == "SANDBOX_ERROR"
-                                                                      for v in parts.values())})
-    if broken:
-        # A sandbox failure is not the sample's fault: scoring it as wrong would report a
-        # number that did not happen.
-        raise ExecutorError(f"{len(broken)} task(s) could not be run (SANDBOX_ERROR), e.g. {broken[:3]}")
     records = []
     base_correct: dict[str, int] = defaultdict(int)
     plus_correct: dict[str, int] = defaultdict(int)
-    for (task_id, index), parts in sorted(verdicts.items()):
-        base_ok = parts["base"]["passed"]
-        plus_ok = base_ok and parts.get("plus", {"passed": True})["passed"]
-        base_correct[task_id] += base_ok
-        plus_correct[task_id] += plus_ok
-        record = {"task_id": task_id, "sample": index, "passed": base_ok, "status": parts["base"]["status"],
-                  "reason": parts["base"]["reason"], "stderr_tail": parts["base"]["stderr_tail"]}
-        if "plus" in parts:
-            record.update(plus_passed=plus_ok, plus_status=parts["plus"]["status"])
-        records.append(record)
+    for p in problems:
+        for index in range(len(samples[p.task_id])):
+            key = f"{p.task_id}\x1f{index}\x1f"
+            r, (base_ok, why) = results[key + "base"], verdicts[key + "base"]
+            record = {"task_id": p.task_id, "sample": index, "passed": base_ok, "status": _status(r, base_ok),
+                      "reason": "" if base_ok else why,
+                      "stderr_tail": r.stderr[-500:].decode("utf-8", "backslashreplace")}
+            base_correct[p.task_id] += base_ok
+            if p.differential:
+                plus_ok, plus_why = verdicts.get(key + "plus", (False, "not run: the base inputs failed"))
+                plus_ok = base_ok and plus_ok
+                plus_correct[p.task_id] += plus_ok
+                record.update(plus_passed=plus_ok, plus_reason="" if plus_ok else plus_why,
+                              plus_status=_status(results[key + "plus"], plus_ok) if key + "plus" in results
+                              else "NOT_RUN")
+            records.append(record)
     n = {p.task_id: len(samples[p.task_id]) for p in problems}
     n_min = min(n.values())
     ks = [k for k in (1, 5, 10, 100) if k <= n_min]
@@ -159,7 +218,9 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
     result = {
         "benchmark": benchmark.name,
         "data": {"source": benchmark.source, "sha256_16": benchmark.data_hash},
-        "grader": f"evalplus-{rules} rules" if differential else "the benchmark's own tests",
+        "grader": f"evalplus-{rules} rules" if differential else "the benchmark's own tests, replayed",
+        "verdicts": "decided outside the sandbox, from the outputs the program reported",
+        "judged_in_sandbox": in_sandbox,
         "problems": len(problems),
         "samples_per_problem": n_min,
         "base": mean_pass(base_correct),

