@@ -105,17 +105,18 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _LIBC = ctypes.CDLL(None, use_errno=True)   # opened once: jobs call into it on every fork
 _PYLIBC = ctypes.PyDLL(None)   # the same library, called with the GIL held (for clone)
 _RLIMITS = tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
-PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 AF_VSOCK, EAFNOSUPPORT, ENOSYS = 40, 97, 38
-# (audit arch, socket, socketpair) per machine, for the seccomp filter
-SECCOMP_ARCH = {"x86_64": (0xC000003E, 41, 53), "aarch64": (0xC00000B7, 198, 199)}
-SECCOMP_SYSCALL = {"x86_64": 317, "aarch64": 277}
-SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1, 1 << 2
 SHM_INFO, SEM_INFO, MSG_INFO = 14, 19, 12
 READ_CHUNK = 65536
 REPLY_CHUNK = 3 * 16384   # a multiple of 3: base64 pieces join with no padding between them
 # How long to keep reading pipes that a finished program's leftover children hold open.
 DRAIN_AFTER_EXIT_S = 0.05
+# How often a running job's memory is sampled for the limit (after its first interval, so a job
+# that ends at once costs nothing). ru_maxrss covers one process; a job that forks could
+# otherwise hold its limit once per process, up to the container's hard cap. The sample is the
+# container cgroup's charge above what it was when the job started, less the output the agent
+# itself holds: everything the job and its children use, each shared page once.
+MEMORY_SAMPLE_S = 0.01
 OUTCOME_ADDRESS = "\0selfalign-outcome-" + os.urandom(8).hex()
 _outcome_sock: socket.socket   # bound in main(), before any job
 _baseline: dict | None = None
@@ -128,13 +129,13 @@ _start_env: dict[str, str] = {}
 
 
 def main() -> None:
-    global _outcome_sock, _baseline, _VSOCK_FILTER, _start_env
+    global _outcome_sock, _baseline, _SECCOMP, _start_env
     # The container starts with the job's environment (see sandbox.py), so a job's os.environ
     # and its /proc/self/environ agree, as they do for `python3 main.py`.
     _start_env = dict(os.environ)
     _drop_privileges(sys.argv[1:])
     _make_undumpable()
-    _VSOCK_FILTER = _vsock_filter()
+    _SECCOMP = _seccomp_filter()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)
     _outcome_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -265,6 +266,8 @@ class _Watched:
     wait_status: int | None = None
     rusage: resource.struct_rusage | None = None
     outcomes: list[str] = dataclasses.field(default_factory=list)   # the job's own end message
+    tree_kib: int = 0   # the most memory the job's processes held together, as sampled
+    base_kib: int | None = None   # the container's charge when the job started
 
 
 def run_job(job: protocol.Job) -> protocol.Reply:
@@ -346,8 +349,16 @@ def _watch(pid: int, out_r: int, err_r: int, cap: int, deadline: float) -> _Watc
     if pidfd is not None:
         sel.register(pidfd, selectors.EVENT_READ)
     exited_at = None
+    next_sample = time.monotonic() + MEMORY_SAMPLE_S
+    watched.base_kib = _cgroup_memory_kib()
     while True:
         now = time.monotonic()
+        if exited_at is None and now >= next_sample and watched.base_kib is not None:
+            charged = _cgroup_memory_kib()
+            if charged is not None:
+                held = (len(watched.stdout) + len(watched.stderr)) // 1024
+                watched.tree_kib = max(watched.tree_kib, charged - watched.base_kib - held)
+            next_sample = now + MEMORY_SAMPLE_S
         if exited_at is None:
             done_pid, watched.wait_status, watched.rusage = os.wait4(pid, os.WNOHANG)
             if done_pid == pid:
@@ -363,7 +374,7 @@ def _watch(pid: int, out_r: int, err_r: int, cap: int, deadline: float) -> _Watc
         if exited_at is not None:
             wait = DRAIN_AFTER_EXIT_S
         else:
-            wait = deadline - now if pidfd is not None else min(deadline - now, 0.002)
+            wait = min(deadline, next_sample) - now if pidfd is not None else min(deadline - now, 0.002)
         if not sel.get_map():
             time.sleep(max(wait, 0.0))
             continue
@@ -422,11 +433,13 @@ def _verdict(watched: _Watched, oom_killed: bool, memory_mb: int) -> tuple[str, 
     elif status == "OUTPUT_LIMIT" and watched.exited and exit_code is not None:
         reason += f" (then exited with code {exit_code})"
     peak_kib = watched.rusage.ru_maxrss if watched.rusage else 0
-    if status != "TIMEOUT" and memory_mb and peak_kib > memory_mb * 1024:
+    if status != "TIMEOUT" and memory_mb and max(peak_kib, watched.tree_kib) > memory_mb * 1024:
         # The container has room for the agent's buffers beyond the program's limit (see
-        # sandbox.py); a program that used that room still went over its own limit.
-        status, reason = "MEMORY_LIMIT", (
-            f"exceeded the memory limit (peak {peak_kib / 1024:.0f} MiB, limit {memory_mb} MiB)")
+        # sandbox.py); a program that used that room still went over its own limit, whether in
+        # one process or in several together.
+        together = " of its processes together" if watched.tree_kib > peak_kib else ""
+        status, reason = "MEMORY_LIMIT", (f"exceeded the memory limit (peak{together} "
+                                          f"{max(peak_kib, watched.tree_kib) / 1024:.0f} MiB, limit {memory_mb} MiB)")
     return status, reason, exit_code, sig
 
 
@@ -655,55 +668,94 @@ def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
     os._exit(_run_as_main(code, script))
 
 
-def _vsock_filter():
-    """A seccomp filter, on top of the engine's: no AF_VSOCK sockets (on a VM they reach the
-    host), and no system calls of a foreign architecture (which could get around it). Built once,
-    at start; each job only installs it.
+class _ArgCmp(ctypes.Structure):
+    """libseccomp's struct scmp_arg_cmp."""
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
 
-    Raw BPF through ctypes, as the image has no libseccomp bindings:
-        load arch; foreign -> ENOSYS; load nr; socket or socketpair -> load family;
-        AF_VSOCK -> EAFNOSUPPORT; everything else -> allow.
+
+SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_CMP_MASKED_EQ = 7
+SCMP_FLTATR_ACT_BADARCH, SCMP_FLTATR_CTL_NNP, SCMP_FLTATR_CTL_SSB = 2, 3, 7
+# Refused outright: io_uring runs system calls of its own (IORING_OP_SOCKET makes an AF_VSOCK
+# socket without a socket() call the filter could see), and Docker 20.10's default profile allows
+# it. ENOSYS, as on a kernel built without io_uring, so libraries fall back to plain calls.
+REFUSED_SYSCALLS = ("io_uring_setup", "io_uring_enter", "io_uring_register")
+
+
+def _scmp_errno(code: int) -> int:
+    return 0x00050000 | (code & 0xFFFF)
+
+
+def _seccomp_filter():
+    """The job's seccomp filter, on top of the engine's, built with libseccomp (the image has
+    libseccomp2 on either base): no AF_VSOCK sockets (on a VM they reach the host), no io_uring,
+    and no system call of another ABI: a foreign architecture, or x32 numbers (nr | 0x40000000
+    under the x86-64 audit arch), which libseccomp refuses as a bad architecture for an x86-64
+    filter. Socket families are compared on their low 32 bits, as the kernel reads them (a family
+    with high bits set cannot slip past). Built once, at start; the zygote loads it.
     """
-    import platform
+    import ctypes.util
 
-    arch = SECCOMP_ARCH.get(platform.machine())
-    if arch is None:
-        return None
-    audit_arch, nr_socket, nr_socketpair = arch
-    ld, jeq, ret = 0x20, 0x15, 0x06
-    allow, errno = 0x7FFF0000, 0x00050000
-    program = [
-        (ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, errno | ENOSYS),
-        (ld, 0, 0, 0), (jeq, 1, 0, nr_socket), (jeq, 0, 3, nr_socketpair),
-        (ld, 0, 0, 16), (jeq, 0, 1, AF_VSOCK), (ret, 0, 0, errno | EAFNOSUPPORT), (ret, 0, 0, allow),
-    ]
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    lib = ctypes.CDLL(name, use_errno=True)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_pfc.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
+    if not ctx:
+        raise OSError("libseccomp could not make a filter")
 
-    class Filter(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+    def check(rc: int, what: str) -> None:
+        if rc < 0:
+            raise OSError(-rc, f"libseccomp: {what}: {os.strerror(-rc)}")
 
-    class Program(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+    check(lib.seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, _scmp_errno(ENOSYS)), "bad-arch action")
+    check(lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1), "no_new_privs")
+    for call in ("socket", "socketpair"):
+        family = (_ArgCmp * 1)(_ArgCmp(0, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, AF_VSOCK))
+        check(lib.seccomp_rule_add_array(ctx, _scmp_errno(EAFNOSUPPORT), lib.seccomp_syscall_resolve_name(
+            call.encode()), 1, family), call)
+    for call in REFUSED_SYSCALLS:
+        nr = lib.seccomp_syscall_resolve_name(call.encode())
+        if nr >= 0:   # names this libseccomp does not know are not on this machine's table either
+            check(lib.seccomp_rule_add_array(ctx, _scmp_errno(ENOSYS), nr, 0, None), call)
+    return lib, ctx
 
-    filters = (Filter * len(program))(*[Filter(*f) for f in program])
-    return Program(len(program), filters), filters   # the array must outlive the struct
 
-
-_VSOCK_FILTER = None
+_SECCOMP = None
 
 
 def _forbid_vsock() -> None:
-    if _VSOCK_FILTER is None:
+    """Load the filter in this process (the zygote; every job inherits it), with no_new_privs.
+    Loaded with the speculative-store-bypass mitigation left as it is (SPEC_ALLOW): a filter
+    loaded without it turned that mitigation on for the process, which made every job about 40%
+    slower. Where the kernel refuses that flag (older kernels, gVisor), loaded without it."""
+    if _SECCOMP is None:
         raise OSError(f"no seccomp filter for this machine ({os.uname().machine})")
-    libc = _LIBC
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "could not set no_new_privs")
-    # seccomp(2) with SPEC_ALLOW: a filter installed through prctl also turns on the kernel's
-    # speculative-store-bypass mitigation for the process, which made every job about 40% slower.
-    nr = SECCOMP_SYSCALL.get(os.uname().machine)
-    prog = ctypes.byref(_VSOCK_FILTER[0])
-    if nr is None or libc.syscall(nr, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, prog) != 0:
-        if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) != 0:   # older kernels, gVisor
-            raise OSError(ctypes.get_errno(), "could not install the seccomp filter")
+    lib, ctx = _SECCOMP
+    lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_SSB, 1)
+    if lib.seccomp_load(ctx) < 0:
+        lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_SSB, 0)
+        rc = lib.seccomp_load(ctx)
+        if rc < 0:
+            raise OSError(-rc, "could not install the seccomp filter")
+
+
+def seccomp_rules_text() -> str:
+    """The filter as libseccomp's pseudo-filter code, for tests and for people."""
+    import tempfile
+
+    lib, ctx = _SECCOMP or _seccomp_filter()
+    with tempfile.TemporaryFile() as f:
+        lib.seccomp_export_pfc(ctx, f.fileno())
+        f.seek(0)
+        return f.read().decode()
 
 
 def _text_stream(fd: int, mode: str, line_buffering: bool, errors: str = "strict"):
@@ -894,6 +946,21 @@ def _own_state() -> dict:
         except (AttributeError, OSError):
             pass
     return state
+
+
+_CGROUP_USAGE = ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
+
+
+def _cgroup_memory_kib() -> int | None:
+    """The container's memory as its cgroup charges it (v2 or v1): every physical page once,
+    however many processes share it. None where unreadable."""
+    for path in _CGROUP_USAGE:
+        try:
+            with open(path, "rb") as f:
+                return int(f.read()) // 1024
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _pidfd_open(pid: int):

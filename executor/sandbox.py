@@ -34,8 +34,11 @@ LABEL_ROLE = "org.selfalign.role"
 LABEL_INSTANCE = "org.selfalign.instance"
 LABEL_OWNER = "org.selfalign.owner"
 ROLE_SANDBOX = "sandbox"
-# Jobs run as a user of their own sandbox, from a block of JOB_UID_BLOCK users picked at random
-# per process (two servers on one engine are unlikely to share one), never as the agent's.
+# Jobs run as a user of their own sandbox, never as the agent's, from a block of JOB_UID_BLOCK
+# users picked at random per process. Two servers on one engine may pick the same block, so a
+# uid is claimed through the engine: each sandbox container is named after its job uid
+# (`selfalign-job-UID`), container names are unique per engine, and a name taken by any other
+# server's sandbox makes this one try the next uid (tests/test_isolation.py, 16 allocators).
 JOB_UID_BASE = 200_000
 JOB_UID_BLOCK = 4096
 # The agent's memory beyond the program's limit: its interpreter and the zygote's (shared pages,
@@ -46,8 +49,8 @@ AGENT_BASE_MB = 32
 class JobUids:
     """Hands out job users so that no two live sandboxes of this process share one."""
 
-    def __init__(self) -> None:
-        self.base = JOB_UID_BASE + secrets.randbelow(256) * JOB_UID_BLOCK
+    def __init__(self, block: int | None = None) -> None:
+        self.base = JOB_UID_BASE + (secrets.randbelow(256) if block is None else block) * JOB_UID_BLOCK
         self.free = list(range(self.base + JOB_UID_BLOCK - 1, self.base - 1, -1))
         self.lock = threading.Lock()
 
@@ -62,8 +65,22 @@ class JobUids:
             if uid not in self.free and self.base <= uid < self.base + JOB_UID_BLOCK:
                 self.free.append(uid)
 
+    def taken_elsewhere(self, uid: int) -> None:
+        """Another sandbox on the engine holds `uid`: try it again only after every other one."""
+        with self.lock:
+            if uid not in self.free and self.base <= uid < self.base + JOB_UID_BLOCK:
+                self.free.insert(0, uid)
+
 
 JOB_UIDS = JobUids()
+
+
+def container_name(job_uid: int) -> str:
+    return f"selfalign-job-{job_uid}"
+
+
+# How many uids a start tries when other servers' sandboxes hold the ones it picks.
+UID_CLAIM_TRIES = 64
 
 
 class SandboxError(Exception):
@@ -129,6 +146,7 @@ class SandboxConfig:
             nano_cpus=int(self.cpus * 1e9),
             ulimits=ulimits,
             environment=dict(JOB_ENV),
+            name=container_name(job_uid),   # claims the uid on this engine (see JOB_UID_BLOCK)
             hostname=f"sandbox-{secrets.token_hex(4)}",  # tells containers apart in logs and tests
             labels={LABEL_ROLE: ROLE_SANDBOX, **self.labels},
             log_config=LogConfig(type=LogConfig.types.NONE),
@@ -157,8 +175,7 @@ class Sandbox:
 
     def start(self, timeout_s: float = 60.0) -> None:
         try:
-            self.job_uid = JOB_UIDS.take()
-            container = self.client.containers.create(**self.config.create_kwargs(self.job_uid))
+            container = self._create()
             self.container = container
             self._raw = self.client.api.attach_socket(
                 str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -175,6 +192,23 @@ class Sandbox:
         if not hello.get("ready"):
             self.remove()
             raise SandboxError(f"agent did not start: {hello}")
+
+    def _create(self) -> Container:
+        """A container whose name claims a job uid that no other sandbox on the engine has."""
+        uids = JOB_UIDS
+        for _ in range(UID_CLAIM_TRIES):
+            uid = uids.take()
+            try:
+                container = self.client.containers.create(**self.config.create_kwargs(uid))
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:   # the name, and so the uid, is another sandbox's
+                    uids.taken_elsewhere(uid)
+                    continue
+                uids.give_back(uid)
+                raise
+            self.job_uid = uid
+            return container
+        raise SandboxError(f"no free job uid after {UID_CLAIM_TRIES} tries: other sandboxes hold them")
 
     def run(self, job: protocol.Job, timeout_s: float) -> protocol.Reply:
         """Send one job and wait for its answer; SandboxError if none comes in `timeout_s`."""

@@ -183,6 +183,60 @@ def test_memory_balloons_hit_the_memory_limit(solo, code):
     assert_next_job_is_clean(solo)
 
 
+SPLIT_MEMORY = """
+import os, time
+pid = os.fork() if {fork} else -1    # before allocating: each process holds only its own block
+block = b"x" * ({mb} << 20)          # touched: it counts
+time.sleep(0.3)
+if pid == 0:
+    os._exit(0)
+if pid > 0:
+    os.waitpid(pid, 0)
+print("done")
+"""
+
+
+def test_memory_split_over_processes_counts_together(solo):
+    """70 MiB as 35 + 35 in two processes under a 64 MiB limit is over it (it passed while only
+    the largest single process was measured, and stays under the container's own cap of the
+    limit + 64 MiB, so the agent's check is what catches it); 40 MiB in one process, or 2 x 15,
+    is within it."""
+    r = run(solo, SPLIT_MEMORY.format(mb=35, fork=True), memory_mb=64)
+    assert r.status is Status.MEMORY_LIMIT, r
+    if solo.runtime == "runc":
+        # gVisor's own kernel charges the sandbox differently: there the container's cap (the
+        # limit + 64 MiB) stops the job, which is also MEMORY_LIMIT.
+        assert "of its processes together" in r.reason, r
+    assert_next_job_is_clean(solo)
+    for mb, fork in ((40, False), (15, True)):
+        r = run(solo, SPLIT_MEMORY.format(mb=mb, fork=fork), memory_mb=64)
+        assert r.status is Status.PASSED and r.stdout == b"done\n", (mb, fork, r)
+
+
+def test_job_uids_are_unique_across_servers_that_pick_the_same_block(docker_client, sandbox_image,
+                                                                       monkeypatch):
+    """16 uid allocators, as 16 servers on one engine would have, all forced onto the same block
+    (random blocks collide with probability ~38% for 16 servers): every sandbox still gets a job
+    user of its own, because its container's name claims the uid on the engine."""
+    from executor import sandbox as sandbox_module
+
+    boxes = []
+    try:
+        for _ in range(16):
+            monkeypatch.setattr(sandbox_module, "JOB_UIDS", sandbox_module.JobUids(block=255))
+            box = sandbox_module.Sandbox(docker_client, sandbox_module.SandboxConfig(
+                image=sandbox_image, labels={"org.selfalign.instance": "pytest-uids"}))
+            box.start()
+            boxes.append(box)
+        uids = [box.job_uid for box in boxes]
+        assert len(set(uids)) == 16, uids
+        names = {docker_client.containers.get(box.container.id).name for box in boxes}
+        assert names == {sandbox_module.container_name(uid) for uid in uids}
+    finally:
+        for box in boxes:
+            box.remove()
+
+
 # -- output -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("code, stream", [

@@ -4,6 +4,9 @@ bounded. Every test runs against a real Docker engine and real gRPC."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
 import subprocess
 import textwrap
 import threading
@@ -379,6 +382,38 @@ print("unix ok")
 def test_vsock_sockets_are_refused(one):
     r = run(one, VSOCK)
     assert r.status is Status.PASSED and r.stdout == b"EAFNOSUPPORT\nEAFNOSUPPORT\nunix ok\n", r
+
+
+# io_uring makes sockets of its own (IORING_OP_SOCKET) where the socket() filter cannot see them;
+# the family's high bits are ignored by the kernel; x32 numbers are another ABI. x86-64 numbers.
+RAW_SYSCALLS = """
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def call(nr, *args):
+    rc = libc.syscall(ctypes.c_long(nr), *[ctypes.c_ulong(a) for a in args])
+    return rc if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+params = ctypes.create_string_buffer(120)
+print(call(425, 4, ctypes.addressof(params)))          # io_uring_setup
+print(call(426, 0, 0, 0, 0, 0, 0))                      # io_uring_enter
+print(call(41, (0xDEAD << 32) | 40, 1, 0))              # socket(AF_VSOCK with high bits)
+print(call(0x40000000 | 39))                            # x32 getpid
+print(call(39) > 0)                                     # getpid
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 syscall numbers")
+def test_io_uring_x32_and_disguised_vsock_are_refused(one):
+    # The host kernel has io_uring: without the filter, io_uring_setup would give a descriptor.
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)
+    fd = libc.syscall(ctypes.c_long(425), ctypes.c_ulong(4), params)
+    if fd < 0:
+        pytest.skip("this kernel has no io_uring, so refusing it proves nothing here")
+    os.close(fd)
+    r = run(one, RAW_SYSCALLS)
+    assert r.status is Status.PASSED, r
+    assert r.stdout.decode().split() == ["ENOSYS", "ENOSYS", "EAFNOSUPPORT", "ENOSYS", "True"], r
 
 
 # Looks for the secrets by their SHA-256 and a short prefix, so the scanning job never holds a
