@@ -9,6 +9,13 @@ Checks and reports: every id answered exactly once; the results equal those of a
 the same jobs; no container or agent process is left once the server stops; the server's
 memory before and after, and while a client that stops reading holds a stream of large results.
 Run: python bench/soak.py [--jobs 10000] [--output soak.json]
+
+`--hostile-clients SECONDS` runs another soak instead: hostile *clients* next to an honest one,
+for that long. The hostile ones hold idle HTTP connections past the cap, send headers one byte
+at a time, keep a stream of 1 MiB results they never read, flood unary `Execute` calls, and
+queue a long line of slow jobs. The honest one (HTTP, from another loopback address) sends a
+`print(1)` every second. Reported: the honest client's latencies against the length of a
+hostile job (it should wait about one job), and the server's RSS over the run (bounded).
 """
 
 from __future__ import annotations
@@ -122,6 +129,125 @@ def stalled_reader(port: int, server_pid: int, jobs: int = 400) -> dict:
             "server_rss_mb_while_held": round(held, 1), "server_rss_mb_after_cancel": round(rss_mb(server_pid), 1)}
 
 
+SLOW_JOB_S = 1.0
+
+
+def hostile_clients(port: int, http_port: int, server_pid: int, seconds: float) -> dict:
+    """The hostile-clients soak (see the module doc); every loop is bounded by `seconds`."""
+    import http.client
+    import socket
+    import threading
+
+    import grpc
+
+    from executor.v1 import executor_pb2 as pb
+    from executor.v1 import executor_pb2_grpc as pb_grpc
+
+    stop = threading.Event()
+    deadline = time.monotonic() + seconds
+    counts: collections.Counter = collections.Counter()
+    slow = f"import time; time.sleep({SLOW_JOB_S})"
+
+    def idle_connections():
+        socks = []
+        for _ in range(400):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", http_port), timeout=5))
+            except OSError:
+                counts["idle_connect_failed"] += 1
+        stop.wait(seconds)
+        for s in socks:
+            s.close()
+
+    def slow_headers():
+        socks = [socket.create_connection(("127.0.0.1", http_port), timeout=5) for _ in range(50)]
+        while not stop.wait(1.0):
+            for s in list(socks):
+                try:
+                    s.send(b"X")
+                except OSError:
+                    counts["slow_header_connections_closed"] += 1
+                    socks.remove(s)
+        for s in socks:
+            s.close()
+
+    def stalled_stream():
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        call = pb_grpc.ExecutorStub(channel).ExecuteStream(iter(
+            [pb.ExecuteRequest(id=str(i), code="import sys\nsys.stdout.write('x' * (1 << 20))") for i in range(2000)]))
+        stop.wait(seconds)
+        call.cancel()
+        channel.close()
+
+    def unary_flood():
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = pb_grpc.ExecutorStub(channel)
+
+        def one():
+            while not stop.is_set():
+                try:
+                    stub.Execute(pb.ExecuteRequest(code=slow), timeout=seconds)
+                    counts["flood_ok"] += 1
+                except grpc.RpcError as err:
+                    counts[f"flood_{err.code().name}"] += 1
+                    stop.wait(0.05)
+        threads = [threading.Thread(target=one) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        channel.close()
+
+    def long_queue():
+        with Client(f"127.0.0.1:{port}") as client:
+            jobs = (Program(slow, id=f"q{i}") for i in range(100_000))
+            for _ in client.execute_many(jobs, max_in_flight=200):
+                counts["queue_jobs_done"] += 1
+                if stop.is_set():
+                    break
+
+    latencies: list[float] = []
+    rss: list[float] = []
+
+    def honest():
+        body = json.dumps({"code": "print(1)"}).encode()
+        while time.monotonic() < deadline - 2:
+            start = time.monotonic()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=60, source_address=("127.0.0.2", 0))
+                conn.request("POST", "/v1/execute", body=body)
+                ok = json.loads(conn.getresponse().read()).get("stdout") == "1\n"
+                conn.close()
+                latencies.append(time.monotonic() - start)
+                counts["honest_ok" if ok else "honest_wrong"] += 1
+            except OSError as exc:
+                counts[f"honest_{type(exc).__name__}"] += 1
+            stop.wait(1.0)
+
+    workers = [threading.Thread(target=f, daemon=True) for f in (idle_connections, slow_headers, stalled_stream,
+                                                                    unary_flood, long_queue)]
+    for t in workers:
+        t.start()
+    time.sleep(2)   # let the hostile clients fill the queue first
+    honest_thread = threading.Thread(target=honest)
+    honest_thread.start()
+    while time.monotonic() < deadline:
+        rss.append(rss_mb(server_pid))
+        time.sleep(1.0)
+    stop.set()
+    honest_thread.join()
+    for t in workers:
+        t.join(30)
+    latencies.sort()
+    return {
+        "seconds": seconds, "hostile_job_s": SLOW_JOB_S, "counts": dict(counts),
+        "honest_requests": len(latencies),
+        "honest_latency_s": {"p50": round(latencies[len(latencies) // 2], 2) if latencies else None,
+                             "max": round(latencies[-1], 2) if latencies else None},
+        "server_rss_mb": {"first": round(rss[0], 1), "max": round(max(rss), 1), "last": round(rss[-1], 1)},
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--jobs", type=int, default=10_000)
@@ -130,7 +256,11 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=50097)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", type=Path, default=None)
+    ap.add_argument("--hostile-clients", type=float, default=0.0, metavar="SECONDS",
+                    help="run the hostile-clients soak for this long instead")
     args = ap.parse_args()
+    if args.hostile_clients:
+        return main_hostile_clients(args)
 
     instance = f"soak-{os.getpid()}"
     server = subprocess.Popen([sys.executable, "-m", "executor", "serve", "--port", str(args.port),
@@ -177,6 +307,31 @@ def main() -> int:
     if args.output:
         args.output.write_text(text + "\n")
     return 0 if ok else 1
+
+
+def main_hostile_clients(args) -> int:
+    instance = f"soak-clients-{os.getpid()}"
+    http_port = args.port + 1
+    server = subprocess.Popen([sys.executable, "-m", "executor", "serve", "--port", str(args.port),
+                               "--http-port", str(http_port), "--pool-size", str(args.pool_size),
+                               "--instance", instance], cwd=ROOT)
+    try:
+        with Client(f"127.0.0.1:{args.port}", retry_timeout_s=180) as client:
+            client.wait_until_ready(180)
+            client.execute(Program("pass"))
+        found = hostile_clients(args.port, http_port, server.pid, args.hostile_clients)
+        report = {"pool_size": args.pool_size, **found}
+    finally:
+        server.terminate()
+        server.wait(120)
+    latency = report["honest_latency_s"]["max"]
+    report["ok"] = bool(report["honest_requests"]) and latency is not None and latency < 3 * SLOW_JOB_S \
+        and report["counts"].get("honest_ok", 0) == report["honest_requests"]
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return 0 if report["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from executor.jobs import ExecutionResult
+from executor.listener import ListenerLimits
 
 if TYPE_CHECKING:
     from executor.pool import Pool
@@ -51,14 +52,19 @@ class Metrics:
         self.executions.labels(result.status.value).inc()
         self.latency.observe(latency_s)
 
-    def serve(self, host: str, port: int, pool: Pool) -> int:
-        """Start the endpoint; returns the bound port (useful when `port` is 0)."""
+    def serve(self, host: str, port: int, pool: Pool, limits: ListenerLimits | None = None) -> int:
+        """Start the endpoint (prometheus_client's ASGI app on a guarded listener, so a slow or
+        flooding scraper cannot hold the server's threads or descriptors); the bound port."""
+        from prometheus_client import make_asgi_app
+
+        from executor.listener import Listener
+
         self.registry.register(_PoolCollector(pool))
-        self._http, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return self._http.server_port
+        self._http = Listener(make_asgi_app(registry=self.registry), host, port, limits or ListenerLimits(),
+                              "metrics endpoint").start()
+        return self._http.port
 
     def stop(self) -> None:
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.stop()
             self._http = None

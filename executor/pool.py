@@ -29,6 +29,7 @@ import docker
 import docker.errors
 
 from executor import protocol
+from executor.fair_queue import FairQueue
 from executor.jobs import ExecutionResult, Program, Status
 from executor.limits import ResolvedLimits
 from executor.sandbox import (
@@ -108,7 +109,7 @@ class Pool:
         self._on_result = on_result
         self._on_engine_change = on_engine_change
         self._image_provider = image_provider
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue: FairQueue[_Job] = FairQueue()
         self._lock = threading.Lock()
         self._ready = 0
         self._busy = 0
@@ -187,13 +188,14 @@ class Pool:
 
     # -- jobs ----------------------------------------------------------------------------
 
-    def submit(self, program: Program, limits: ResolvedLimits) -> Future:
+    def submit(self, program: Program, limits: ResolvedLimits, client: str = "") -> Future:
+        """Queue a job; `client` says whose it is, for the round robin across clients."""
         if self._stopping.is_set():
             raise ShuttingDown("the executor is shutting down")
         if not self._engine_ok.is_set():
             raise EngineUnavailable(self._engine_error)
         fut: Future = Future()
-        self._queue.put(_Job(program, limits, fut, time.monotonic()))
+        self._queue.put(_Job(program, limits, fut, time.monotonic()), client)
         return fut
 
     def state(self) -> PoolState:

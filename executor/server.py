@@ -26,6 +26,7 @@ from executor import __version__
 from executor.image import ensure_sandbox_image
 from executor.jobs import SERVICE_NAME, ExecutionResult, Limits, Program
 from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
+from executor.listener import ListenerLimits, fit_connection_caps, raise_fd_limit
 from executor.metrics import Metrics
 from executor.pool import Pool, Unavailable
 from executor.sandbox import SandboxConfig
@@ -60,6 +61,14 @@ class ServerConfig:
     max_total_streams: int = 256          # open ExecuteStream calls in all
     stream_idle_timeout_s: float = 300.0  # a stream with nothing running or arriving this long is closed
     max_in_flight_per_stream: int = 256
+    # Results a stream may hold unsent, counted as their worst case (both output streams at the
+    # job's output limit) from submission until sent: a client that stops reading stops
+    # submitting once this much is outstanding, and the server in all holds at most the second.
+    stream_result_bytes: int = 256 << 20
+    server_result_bytes: int = 1 << 30
+    max_unary_calls: int = 128            # unary Execute calls in flight in all (each holds a worker)
+    max_unary_per_client: int = 64
+    http: ListenerLimits = field(default_factory=ListenerLimits)   # the HTTP and metrics listeners
     instance: str | None = None
     token: str | None = None
     tls_cert: str | None = None
@@ -82,9 +91,58 @@ def _return_freed_memory() -> None:
         pass
 
 
+# Large results passed through since the last trim: unary calls free theirs after gRPC sent
+# them, with no hook of ours after that, so a background thread trims once this much went by
+# (unary calls with maximal outputs ratcheted RSS from 81 to 745 MB over three rounds).
+TRIM_AFTER_BYTES = 64 << 20
+
+
+class _Trimmer:
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def count(self, n: int) -> None:
+        with self.lock:
+            self.bytes += n
+
+    def run(self, stopped: threading.Event, every_s: float = 1.0) -> None:
+        while not stopped.wait(every_s):
+            with self.lock:
+                due, self.bytes = self.bytes >= TRIM_AFTER_BYTES, (0 if self.bytes >= TRIM_AFTER_BYTES
+                                                                   else self.bytes)
+            if due:
+                _return_freed_memory()
+
+
+class ByteBudget:
+    """Bytes that may be outstanding; `take` waits (or gives up) until there is room. One job
+    larger than the whole budget still runs, alone."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.used = total, 0
+        self.cond = threading.Condition()
+
+    def take(self, n: int, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.used == 0 or self.used + n <= self.total, timeout) and \
+                self._add(n)
+
+    def _add(self, n: int) -> bool:
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        with self.cond:
+            self.used -= n
+            self.cond.notify_all()
+
+
 class StreamAdmission:
-    """Open streams per client and in all. Only ExecuteStream is counted, so a client holding
-    every stream it may open never locks out health checks, GetInfo or other clients."""
+    """Open calls per client and in all: one for ExecuteStream, one for unary Execute. Each
+    call holds a worker thread while it runs; the pool has room for both limits plus a reserve,
+    so a client holding every call it may make never locks out health checks, GetInfo or other
+    clients."""
 
     def __init__(self, per_client: int, total: int) -> None:
         self.per_client, self.total = per_client, total
@@ -108,10 +166,12 @@ class StreamAdmission:
                 del self.open[client]
 
 
-def client_key(context) -> str:
-    """Who a call is from: its bearer token where there is one, else its peer's address."""
+def client_key(context, tokens_checked: bool = False) -> str:
+    """Who a call is from: its bearer token where the server checks tokens, else its peer's
+    address. Without a token to check against, an `authorization` header is whatever the client
+    made up: keyed on it, one client with many made-up headers took all 256 streams."""
     token = dict(context.invocation_metadata()).get("authorization")
-    if token:
+    if tokens_checked and token:
         return "token:" + hmac.new(b"selfalign", token.encode(), "sha256").hexdigest()[:16]
     peer = context.peer()   # "ipv4:127.0.0.1:53412", "ipv6:[::1]:53412", "unix:..."
     return peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
@@ -126,8 +186,10 @@ class _Stream:
     `max_in_flight` results per stream. Every request id gets exactly one answer.
     """
 
-    def __init__(self, submit, max_in_flight: int) -> None:
+    def __init__(self, submit, max_in_flight: int, budgets: tuple[ByteBudget, ...] = (),
+                 cost=lambda request: 0) -> None:
         self.submit = submit
+        self.budgets, self.cost = budgets, cost
         self.out: queue.Queue = queue.Queue()
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.pending: set = set()
@@ -144,17 +206,22 @@ class _Stream:
                 while not self.slots.acquire(timeout=0.5):
                     if self.cancelled.is_set():
                         return
-                if self.cancelled.is_set():
+                cost = self.cost(request)
+                if not self._take_budget(cost):
                     self.slots.release()
+                    return
+                if self.cancelled.is_set():
+                    self._release(cost)
                     return
                 try:
                     fut = self.submit(request)
                 except Exception as exc:
+                    self._release(cost, slot=False)
                     self._refuse(request.id, *status_of(exc))
                     continue
                 with self.lock:
                     self.pending.add(fut)
-                fut.add_done_callback(lambda f, rid=request.id: self._finish(rid, f))
+                fut.add_done_callback(lambda f, rid=request.id, c=cost: self._finish(rid, f, c))
         except grpc.RpcError:
             pass  # the client went away; cancel() cancels what is queued
         except Exception:
@@ -164,6 +231,25 @@ class _Stream:
                 while self.pending and not self.cancelled.is_set():
                     self.lock.wait(0.5)
             self.out.put((_END, False))
+
+    def _take_budget(self, cost: int) -> bool:
+        """Room for one more result of `cost` bytes in this stream's budget and the server's;
+        False when the stream was cancelled while waiting."""
+        taken: list[ByteBudget] = []
+        for budget in self.budgets:
+            while not budget.take(cost, timeout=0.5):
+                if self.cancelled.is_set():
+                    for b in taken:
+                        b.give(cost)
+                    return False
+            taken.append(budget)
+        return True
+
+    def _release(self, cost: int, slot: bool = True) -> None:
+        for budget in self.budgets:
+            budget.give(cost)
+        if slot:
+            self.slots.release()
 
     def responses(self, context, idle_timeout_s: float) -> Iterator[pb.StreamResponse]:
         while True:
@@ -177,9 +263,10 @@ class _Stream:
                 continue
             if item is _END:
                 return
-            yield item
+            response, cost = item
+            yield response
             if holds_slot:
-                self.slots.release()
+                self._release(cost)
 
     def cancel(self) -> None:
         """The call ended (finished, cancelled or broken): cancel the jobs not yet started."""
@@ -189,7 +276,7 @@ class _Stream:
                 fut.cancel()
             self.lock.notify_all()
 
-    def _finish(self, request_id: str, fut) -> None:
+    def _finish(self, request_id: str, fut, cost: int = 0) -> None:
         try:
             resp = pb.StreamResponse(id=request_id, result=fut.result().to_proto())
         except futures.CancelledError:
@@ -197,9 +284,9 @@ class _Stream:
         except Exception as exc:   # every id gets an answer, whatever failed
             resp = _stream_error(request_id, *status_of(exc))
         if resp is not None:
-            self.out.put((resp, True))
+            self.out.put(((resp, cost), True))
         else:
-            self.slots.release()
+            self._release(cost)
         with self.lock:
             self.pending.discard(fut)
             self.activity = time.monotonic()
@@ -207,30 +294,53 @@ class _Stream:
 
     def _refuse(self, request_id: str, code: grpc.StatusCode, message: str) -> None:
         self.slots.release()
-        self.out.put((_stream_error(request_id, code, message), False))
+        self.out.put(((_stream_error(request_id, code, message), 0), False))
 
 
 class ExecutorService(pb_grpc.ExecutorServicer):
     def __init__(self, pool: Pool, limits: ServerLimits, runtime: str, max_in_flight_per_stream: int,
-                 admission: StreamAdmission | None = None, idle_timeout_s: float = 300.0) -> None:
+                 admission: StreamAdmission | None = None, idle_timeout_s: float = 300.0,
+                 unary: StreamAdmission | None = None, stream_result_bytes: int = 256 << 20,
+                 server_result_bytes: int = 1 << 30, tokens_checked: bool = False) -> None:
         self.pool = pool
         self.limits = limits
         self.runtime = runtime
         self.max_in_flight = max_in_flight_per_stream
         self.admission = admission or StreamAdmission(64, 256)
+        self.unary = unary or StreamAdmission(64, 128)
         self.idle_timeout_s = idle_timeout_s
+        self.stream_result_bytes = stream_result_bytes
+        self.results = ByteBudget(server_result_bytes)
+        self.tokens_checked = tokens_checked
+        self.trimmer = _Trimmer()
 
-    def _submit(self, request: pb.ExecuteRequest):
+    def submit(self, request: pb.ExecuteRequest, client: str = ""):
+        """Validate and queue one program for `client` (the fair queue's key); its future."""
         program = Program(
             code=request.code, id=request.id, stdin=request.stdin,
             limits=Limits.from_proto(request.limits), language=request.language or "python",
         )
         resolved = self.limits.check(program)
-        return self.pool.submit(program, resolved)
+        return self.pool.submit(program, resolved, client)
+
+    def result_cost(self, request: pb.ExecuteRequest) -> int:
+        """The most a request's result can take: both streams at its output limit."""
+        limit = request.limits.max_output_bytes or self.limits.default_output_bytes
+        return 2 * min(limit, self.limits.max_output_bytes) + len(request.id) + 1024
 
     def Execute(self, request, context):
+        client = client_key(context, self.tokens_checked)
+        refused = self.unary.enter(client)
+        if refused:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused.replace("streams", "unary calls"))
         try:
-            future = self._submit(request)
+            return self._execute(request, context, client)
+        finally:
+            self.unary.leave(client)
+
+    def _execute(self, request, context, client: str):
+        try:
+            future = self.submit(request, client)
         except Exception as exc:
             code, message = status_of(exc)
             if isinstance(exc, RequestTooLarge):
@@ -244,10 +354,11 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         except Exception as exc:
             context.abort(*status_of(exc))
             raise
+        self.trimmer.count(len(result.stdout) + len(result.stderr))
         return result.to_proto()
 
     def ExecuteStream(self, request_iterator, context) -> Iterator[pb.StreamResponse]:
-        client = client_key(context)
+        client = client_key(context, self.tokens_checked)
         refused = self.admission.enter(client)
         if refused:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
@@ -259,14 +370,15 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 self.admission.leave(client)
 
         try:
-            yield from self._stream(request_iterator, context, leave)
+            yield from self._stream(request_iterator, context, leave, client)
         finally:
             leave()
             _return_freed_memory()
 
-    def _stream(self, request_iterator, context, leave) -> Iterator[pb.StreamResponse]:
+    def _stream(self, request_iterator, context, leave, client: str) -> Iterator[pb.StreamResponse]:
         context.send_initial_metadata(())   # tells the client the stream was taken
-        stream = _Stream(self._submit, self.max_in_flight)
+        stream = _Stream(lambda request: self.submit(request, client), self.max_in_flight,
+                         (ByteBudget(self.stream_result_bytes), self.results), self.result_cost)
 
         def on_done() -> None:
             stream.cancel()
@@ -379,10 +491,12 @@ class ExecutorServer:
             image_provider=lambda client: ensure_sandbox_image(client, cfg.sandbox_base),
         )
         interceptors: list[grpc.ServerInterceptor] = [_TokenAuth(cfg.token)] if cfg.token else []
-        # Every open stream holds one worker; the rest are for unary calls and health checks,
-        # which are never refused for want of one.
+        # Every open stream and every unary Execute holds one worker while it runs; both are
+        # capped (StreamAdmission), and the 32 workers beyond both caps are for health checks and
+        # GetInfo, which are never refused for want of one.
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.max_total_streams + 32, thread_name_prefix="grpc"),
+            futures.ThreadPoolExecutor(max_workers=cfg.max_total_streams + cfg.max_unary_calls + 32,
+                                       thread_name_prefix="grpc"),
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -392,7 +506,9 @@ class ExecutorServer:
         )
         self.service = ExecutorService(self.pool, cfg.limits, runtime, cfg.max_in_flight_per_stream,
                                        StreamAdmission(cfg.max_streams, cfg.max_total_streams),
-                                       cfg.stream_idle_timeout_s)
+                                       cfg.stream_idle_timeout_s,
+                                       StreamAdmission(cfg.max_unary_per_client, cfg.max_unary_calls),
+                                       cfg.stream_result_bytes, cfg.server_result_bytes, bool(cfg.token))
         pb_grpc.add_ExecutorServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -424,13 +540,18 @@ class ExecutorServer:
         server.start()
         self.grpc_server = server
         threading.Thread(target=self._log_summaries, name="summary", daemon=True).start()
-        if cfg.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(cfg.host, cfg.metrics_port, self.pool)
-        if cfg.http_port is not None:
-            from executor.http_api import HttpApi
+        threading.Thread(target=self.service.trimmer.run, args=(self._stopped,), name="trim", daemon=True).start()
+        listeners = (cfg.metrics_port is not None) + (cfg.http_port is not None)
+        if listeners:
+            # Neither listener may use up the descriptors gRPC and the sandboxes need.
+            http_limits = fit_connection_caps(cfg.http, listeners, raise_fd_limit())
+            if cfg.metrics_port is not None:
+                self.metrics_port = self.metrics.serve(cfg.host, cfg.metrics_port, self.pool, http_limits)
+            if cfg.http_port is not None:
+                from executor.http_api import HttpApi
 
-            self.http = HttpApi(self.service, cfg.token, cfg.host, cfg.http_port).start()
-            self.http_port = self.http.port
+                self.http = HttpApi(self.service, cfg.token, cfg.host, cfg.http_port, http_limits).start()
+                self.http_port = self.http.port
         log.info("executor %s listening on %s:%d (pool %d, %s, image %s)", __version__,
                  cfg.host, self.port, cfg.pool_size, cfg.isolation, self.image or "not built yet")
         return self
