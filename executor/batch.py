@@ -2,7 +2,11 @@
 
 Resumable: results are appended and flushed as they arrive, and a re-run with the same output
 file skips ids that already have a result (a line cut short by a crash is dropped and redone).
-Bad input lines are reported with their line numbers; the rest still runs.
+
+Every input row gets exactly one output row, so the output lines up with the input: a bad input
+line gets `{"id", "line", "status": "INVALID_INPUT", "reason"}` (its id, or null when it has
+none), and a program the server refused (too large, bad limits) gets `{"id", "line", "status":
+"REJECTED", "code", "reason"}`. Both are reported in the summary with their line numbers too.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,11 +50,15 @@ class BatchReport:
         return "\n".join(lines)
 
 
+INVALID_INPUT, REJECTED = "INVALID_INPUT", "REJECTED"
+
+
 def read_done_ids(output: Path) -> set[str]:
-    """Ids that already have a result. A partial last line left by a crash is dropped, and so
-    are SANDBOX_ERROR rows: a sandbox failure says nothing about the program, so it runs again."""
+    """Ids that already have a result, and `line:N` for input lines already answered as invalid.
+    A partial last line left by a crash is dropped, and so are SANDBOX_ERROR rows: a sandbox
+    failure says nothing about the program, so it runs again."""
     done: set[str] = set()
-    if not output.exists():
+    if not output.exists() or not output.is_file():
         return done
     data = output.read_bytes()
     kept: list[bytes] = []
@@ -60,7 +69,10 @@ def read_done_ids(output: Path) -> set[str]:
             continue
         if not isinstance(row, dict) or "id" not in row or row.get("status") == "SANDBOX_ERROR":
             continue
-        done.add(row["id"])
+        if row.get("status") == INVALID_INPUT:
+            done.add(f"line:{row.get('line')}")
+        else:
+            done.add(row["id"])
         kept.append(line)
     rewritten = b"".join(line + b"\n" for line in kept)
     if rewritten != data:
@@ -94,8 +106,18 @@ def parse_row(line: bytes, lineno: int) -> tuple[Program | None, str | None]:
     return Program(code=code, id=rid, stdin=stdin.encode(), limits=Limits(timeout, memory)), None
 
 
-def iter_programs(path: Path, done: set[str], report: BatchReport,
-                  line_of: dict[str, int]) -> Iterator[Program]:
+def _given_id(line: bytes):
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    rid = row.get("id") if isinstance(row, dict) else None
+    return rid if isinstance(rid, str) else None
+
+
+def iter_programs(path: Path, done: set[str], report: BatchReport, line_of: dict[str, int],
+                  invalid=lambda row: None) -> Iterator[Program]:
+    """The programs to run; each bad line is reported and handed to `invalid` as its output row."""
     seen: set[str] = set()
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
@@ -103,11 +125,14 @@ def iter_programs(path: Path, done: set[str], report: BatchReport,
                 continue
             report.total_rows += 1
             program, error = parse_row(line, lineno)
-            if program is None:
-                report.input_errors.append(error or f"line {lineno}: unreadable")
-                continue
-            if program.id in seen:
-                report.input_errors.append(f"line {lineno}: duplicate id {program.id!r} (first kept)")
+            if program is None or program.id in seen:
+                error = error or f"line {lineno}: duplicate id {program.id!r} (first kept)"  # pyright: ignore
+                report.input_errors.append(error)
+                if f"line:{lineno}" not in done:
+                    invalid({"id": _given_id(line), "line": lineno, "status": INVALID_INPUT,
+                             "reason": error.split(": ", 1)[1]})
+                else:
+                    report.skipped_done += 1
                 continue
             seen.add(program.id)
             if program.id in done:
@@ -132,8 +157,13 @@ def run_batch(input_path: Path, output_path: Path, client: Client, concurrency: 
                file=sys.stderr, dynamic_ncols=True)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with open(output_path, "a", encoding="utf-8") as out, contextlib.ExitStack() as stack:
+        def invalid(row: dict) -> None:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+            bar.update(1)
+
         try:
-            programs = iter_programs(input_path, done, report, line_of)
+            programs = iter_programs(input_path, done, report, line_of, invalid)
             # closing(): on Ctrl-C the batch's streams are stopped here, before the client and
             # the server go away, not whenever the generator happens to be collected.
             results = stack.enter_context(contextlib.closing(
@@ -142,6 +172,9 @@ def run_batch(input_path: Path, output_path: Path, client: Client, concurrency: 
                 if isinstance(item, Rejected):
                     report.rejected.append(
                         f"line {line_of.get(item.id, '?')}: id {item.id!r} rejected ({item.code}): {item.message}")
+                    out.write(json.dumps({"id": item.id, "line": line_of.get(item.id), "status": REJECTED,
+                                          "code": item.code, "reason": item.message}, ensure_ascii=False) + "\n")
+                    out.flush()
                 else:
                     _write(out, item)
                     report.executed += 1
@@ -150,7 +183,8 @@ def run_batch(input_path: Path, output_path: Path, client: Client, concurrency: 
                 bar.set_postfix(_postfix(report), refresh=False)
         finally:
             out.flush()
-            os.fsync(out.fileno())
+            if stat.S_ISREG(os.fstat(out.fileno()).st_mode):   # /dev/null or a pipe cannot be synced
+                os.fsync(out.fileno())
             bar.close()
     return report
 

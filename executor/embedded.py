@@ -10,6 +10,23 @@ from collections.abc import Iterator
 from executor.client import Client, ExecutorError
 
 
+def check_executor(targets: list[str] | None = None, token: str | None = None) -> None:
+    """Before long work whose results need an executor: the targets answer, or (embedded) the
+    Docker engine does. One ExecutorError otherwise, found in seconds, not after the work."""
+    if targets:
+        with Client(targets, token=token) as client:
+            client.check_reachable()
+        return
+    import docker
+
+    try:
+        docker.from_env(timeout=10).ping()
+    except Exception as exc:   # DockerException, or requests' own errors underneath
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExecutorError(f"the embedded executor needs a Docker engine, and none answers ({first[:200]})") \
+            from None
+
+
 @contextlib.contextmanager
 def connect(targets: list[str] | None = None, pool_size: int | None = None, token: str | None = None,
             server_config=None, **client_kwargs) -> Iterator[Client]:

@@ -6,8 +6,9 @@ its h11 protocol is extended here to close:
 
 - **connections**: it accepts every connection and refuses only requests past its concurrency
   limit, so idle connections pile up to the process's descriptor limit, and then gRPC cannot
-  accept or open anything. Here a listener holds at most `max_connections`; one more is closed
-  at once. The server raises its soft descriptor limit at start and keeps every listener's cap
+  accept or open anything. Here a listener holds at most `max_connections`, and one address at
+  most a quarter of them (so one client holding all it may leaves room for others); one more is
+  closed at once. The server raises its soft descriptor limit at start and keeps every listener's cap
   well under it (`fit_connection_caps`).
 - **slow headers**: it has no timeout for a request's headers (only keep-alive, which any byte
   cancels), so a client sending one byte a minute holds its connection forever. Here a connection
@@ -21,6 +22,7 @@ Body timeouts and size caps belong to the app (`executor.http_api`), which reads
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import resource
@@ -71,15 +73,22 @@ def fit_connection_caps(limits: ListenerLimits, listeners: int, fd_limit: int) -
 
 
 def _guarded_protocol(limits: ListenerLimits, name: str) -> type[H11Protocol]:
+    per_address = max(1, limits.max_connections // 4)
+    open_by_address: collections.Counter = collections.Counter()   # the listener's loop only
+
     class Guarded(H11Protocol):
         def connection_made(self, transport) -> None:   # type: ignore[override]
             super().connection_made(transport)
             self._waiting_since: float | None = self.loop.time()
             self._watch: asyncio.TimerHandle | None = None
-            if len(self.connections) > limits.max_connections:
-                log.debug("%s: connection refused, %d open", name, len(self.connections) - 1)
+            peer = transport.get_extra_info("peername")
+            self._address = peer[0] if isinstance(peer, tuple) else str(peer)
+            if len(self.connections) > limits.max_connections or open_by_address[self._address] >= per_address:
+                log.debug("%s: connection from %s refused, %d open", name, self._address, len(self.connections) - 1)
+                self._address = None
                 self.transport.close()
                 return
+            open_by_address[self._address] += 1
             self._watch = self.loop.call_later(1.0, self._check)
 
         def _check(self) -> None:
@@ -105,6 +114,10 @@ def _guarded_protocol(limits: ListenerLimits, name: str) -> type[H11Protocol]:
         def connection_lost(self, exc) -> None:
             if getattr(self, "_watch", None) is not None:
                 self._watch.cancel()   # pyright: ignore[reportOptionalMemberAccess]
+            if getattr(self, "_address", None) is not None:
+                open_by_address[self._address] -= 1
+                if not open_by_address[self._address]:
+                    del open_by_address[self._address]
             super().connection_lost(exc)
 
         def send_400_response(self, msg: str) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from generator.runner import Input, run_stages
 from generator.stage import WHOLE_INPUT
 from generator.stages.export import Export, push_to_hub
 from generator.stages.seeds import seeds_input
+
+ALLOW_EMPTY_HELP = "go on after a stage that kept nothing (by default the run stops there, naming it)"
+OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+=")
 
 
 def _config(args) -> PipelineConfig:
@@ -37,6 +41,8 @@ def _config(args) -> PipelineConfig:
         flags.append(f"benchmarks.files={json.dumps(args.benchmark_file)}")
     if args.no_progress:
         flags.append("run.progress=false")
+    if getattr(args, "allow_empty", False):
+        flags.append("run.allow_empty=true")
     return PipelineConfig.load(getattr(args, "config", None), flags)
 
 
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--num-proc", type=int, default=None, help="processes for CPU-bound steps")
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--allow-empty", action="store_true", help=ALLOW_EMPTY_HELP)
         p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
                        help="config overrides, e.g. responses.temperature=0.8 dedup.threshold=0.8")
 
@@ -135,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--num-proc", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--allow-empty", action="store_true", help=ALLOW_EMPTY_HELP)
     p.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
-               help="config overrides, e.g. responses.temperature=0.8 dedup.threshold=0.8")
+                   help="config overrides, e.g. responses.temperature=0.8 dedup.threshold=0.8 (anywhere on the line)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("seeds", help="S: extract seed functions from code")
@@ -178,7 +186,15 @@ def main(argv: list[str] | None = None) -> int:
                            help="also upload the dataset folder to this Hugging Face dataset repo")
         p.set_defaults(func=cmd_stage)
 
-    args = parser.parse_args(argv)
+    # Overrides may come after flags too (`run CONFIG --seed 3 a.b=1`): argparse leaves those over.
+    args, extra = parser.parse_known_args(argv)
+    stray = [token for token in extra if not OVERRIDE.match(token)]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        if not hasattr(args, "overrides"):
+            parser.error(f"{args.command} takes no SECTION.KEY=VALUE overrides: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     return run_command(args)
 
 if __name__ == "__main__":

@@ -89,12 +89,16 @@ class DecontaminateConfig(StageSwitch):
     pass
 
 
+RUN_KEYS = ("dir", "seed", "num_proc", "progress", "allow_empty")   # the [run] table's keys
+
+
 @dataclass
 class PipelineConfig:
     dir: str = "runs/default"
     seed: int = 0
     num_proc: int = 1
     progress: bool = True
+    allow_empty: bool = False   # go on after a stage that kept nothing (else the run stops there)
     backend: BackendConfig = field(default_factory=BackendConfig)
     benchmarks: BenchmarksConfig = field(default_factory=BenchmarksConfig)
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
@@ -131,12 +135,12 @@ class PipelineConfig:
     def from_dict(cls, data: dict) -> PipelineConfig:
         data = dict(data)
         run = data.pop("run", {})
-        sections = {f.name: f for f in fields(cls) if f.name not in ("dir", "seed", "num_proc", "progress")}
+        sections = {f.name: f for f in fields(cls) if f.name not in RUN_KEYS}
         unknown = set(data) - set(sections)
         if unknown:
             raise ValueError(f"unknown config sections: {', '.join(sorted(unknown))} "
                              f"(known: run, {', '.join(sections)})")
-        cfg = _build(cls, run, "run", only=("dir", "seed", "num_proc", "progress"), base=cls())
+        cfg = _build(cls, run, "run", only=RUN_KEYS, base=cls())
         for name, value in data.items():
             if not isinstance(value, dict):
                 raise ValueError(f"[{name}] must be a table")
@@ -247,6 +251,22 @@ class Pipeline:
                 break
         return stages
 
+    def check_before_work(self) -> None:
+        """What a run needs and a user can get wrong, found in one line before any stage starts
+        (not minutes later, after a traceback): the model the backend loads, or the server the
+        openai backend talks to."""
+        backend = self.cfg.backend
+        if self.resources.given_backend is not None:
+            return   # a backend object handed in (tests, the cluster's workers): nothing to find
+        if backend.kind in ("vllm", "transformers"):
+            from generator.backends import check_model_name
+
+            check_model_name(backend.model)
+        elif backend.kind == "openai":
+            from generator.backends.openai import check_server
+
+            check_server(str(backend.options.get("base_url") or ""))
+
     def run(self, until: str | None = None) -> list[StageStats]:
         """Run (or resume) every enabled stage. The run directory gets `run.log` (appended to
         on every run) and `config.resolved.json` (the config with every default filled in)."""
@@ -266,8 +286,10 @@ class Pipeline:
         root.addHandler(handler)
         log.info("run started in %s", self.dir)
         try:
+            self.check_before_work()
             return run_stages(self.plan(until), seeds_input(self.cfg.seeds.source), self.resources,
-                              after_each=self._after_stage, cluster=self.cfg.cluster)
+                              after_each=self._after_stage, cluster=self.cfg.cluster,
+                              allow_empty=self.cfg.allow_empty)
         finally:
             log.info("run stopped")
             root.removeHandler(handler)

@@ -28,12 +28,24 @@ class Input:
         return cls(rows, rows.fingerprint)
 
 
+class EmptyStage(ValueError):
+    """A stage kept nothing, so every stage after it would run on nothing and "succeed"."""
+
+
+def empty_message(stats: StageStats) -> str:
+    top = ", ".join(f"{reason} {n}" for reason, n in stats.dropped.most_common(3)) or "nothing dropped"
+    return (f"stage {stats.stage} kept nothing of {stats.rows_in} {stats.unit} in ({top}); the stages after it "
+            "would run on nothing. Fix that, or pass --allow-empty (run.allow_empty=true) to go on")
+
+
 def run_stages(stages: Sequence[Stage], first: Input, resources: Resources | None = None,
                after_each: Callable[[Stage, list[StageStats]], None] | None = None,
-               cluster=None) -> list[StageStats]:
+               cluster=None, allow_empty: bool = False) -> list[StageStats]:
     """Run (or resume) `stages` in order: the first reads `first`, every later one the output
     of the one before. `after_each` sees each finished stage and the stats so far; `cluster`
-    (a ClusterConfig with `ray` set) runs the stages that can be distributed on Ray."""
+    (a ClusterConfig with `ray` set) runs the stages that can be distributed on Ray. A stage that
+    keeps no row stops the run with EmptyStage (its stats already written), unless
+    `allow_empty`."""
     resources = resources or Resources()
     all_stats: list[StageStats] = []
     current = first
@@ -47,6 +59,8 @@ def run_stages(stages: Sequence[Stage], first: Input, resources: Resources | Non
         all_stats.append(stats)
         if after_each is not None:
             after_each(stage, all_stats)
+        if stats.rows_out == 0 and not allow_empty:
+            raise EmptyStage(empty_message(stats))
         if position + 1 < len(stages):   # the last output is nobody's input: not fingerprinted
             current = Input.jsonl(stage.output)
     return all_stats

@@ -149,7 +149,7 @@ def test_a_tiny_real_model_on_ray_matches_the_one_machine_run(tmp_path, ray_head
     runs = {}
     for name, extra in (("one", []), ("ray", ["--ray", ray_head, "--ray-workers", "2"])):
         proc = subprocess.run([sys.executable, "-m", "generator", "run", str(config), "--dir", str(tmp_path / name),
-                               "--until", "concepts", "--no-progress", *extra],
+                               "--until", "concepts", "--no-progress", "--allow-empty", *extra],
                               cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[name] = (tmp_path / name / "02-concepts.jsonl").read_bytes() + \

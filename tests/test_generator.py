@@ -359,7 +359,9 @@ def test_resume_after_a_crash_mid_stage_matches_an_uninterrupted_run(tmp_path, t
 
 
 def test_pipeline_on_a_tiny_real_model_copes_with_nonsense(tmp_path, target, tiny_model):
-    cfg = PipelineConfig.from_dict({
+    """With --allow-empty the run goes on through every stage on nothing; without it, it stops
+    at the stage that kept nothing and says why, in one line and a non-zero exit."""
+    settings = {
         "run": {"dir": str(tmp_path / "run"), "seed": 1, "progress": False},
         "backend": {"kind": "transformers", "model": str(tiny_model)},
         "seeds": {"source": str(STDLIB / "bisect.py")},
@@ -367,7 +369,12 @@ def test_pipeline_on_a_tiny_real_model_copes_with_nonsense(tmp_path, target, tin
         "instructions": {"k": 2, "n": 1, "max_new_tokens": 24},
         "responses": {"k": 1, "n": 2, "max_new_tokens": 24},
         "execute": {"executor": target},
-    })
+    }
+    from generator.runner import EmptyStage
+
+    with pytest.raises(EmptyStage, match=r"stage concepts kept nothing of 1 rows in \(cut_off_at_length_limit 1\)"):
+        Pipeline(PipelineConfig.from_dict(settings)).run()
+    cfg = PipelineConfig.from_dict({**settings, "run": {**settings["run"], "allow_empty": True}})
     stats = {s.stage: s for s in Pipeline(cfg).run()}
     assert list(stats)[-1] == "export"
     # bisect_left and bisect_right are near-duplicates (Jaccard 0.5): one seed is left

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import threading
 import time
@@ -139,10 +140,27 @@ def test_half_sent_headers_are_cut_off(server):
 
 
 def test_idle_connections_past_the_cap_are_closed_and_grpc_is_served(server):
-    held = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(MAX_CONNECTIONS)]
-    extra = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(10)]
+    """One address holds a quarter of the connections at most, the listener all of them: past
+    that a connection is closed at once. gRPC is served throughout, and another address can
+    still use HTTP while one address holds all it may."""
+    per_address = MAX_CONNECTIONS // 4
+    held = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(per_address)]
+    extra = [socket.create_connection(("127.0.0.1", server.http_port)) for _ in range(5)]
     try:
+        readable, _, _ = select.select(held, [], [], 0.5)   # all at once: the header timeout here is 2 s
+        assert readable == []
         assert all(_closed_within(s, 10) for s in extra)   # refused at once, holding no descriptor
+        status, row = post(server.http_port, json.dumps({"code": "print(2)"}).encode(), source="127.0.0.2")
+        assert status == 200 and row["stdout"] == "2\n"
+        others = [socket.create_connection(("127.0.0.1", server.http_port), source_address=(f"127.0.0.{i}", 0))
+                  for i in range(3, 3 + 3 * per_address)]   # three more addresses fill the listener
+        try:
+            last = socket.create_connection(("127.0.0.1", server.http_port), source_address=("127.0.0.99", 0))
+            assert _closed_within(last, 10)
+            last.close()
+        finally:
+            for s in others:
+                s.close()
         with Client(f"127.0.0.1:{server.port}") as client:
             assert client.execute("print(1)").stdout == b"1\n"
             assert client.info().serving

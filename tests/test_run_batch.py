@@ -66,12 +66,30 @@ def test_bad_lines_are_reported_with_line_numbers_and_the_rest_runs(tmp_path, ta
         f.write(b'{"id": "f", "code": "print(\xff)"}\n')   # not UTF-8: reported, not a crash
     proc = run_batch(inp, "--output", out, "--target", target)
     assert proc.returncode == 2
-    assert {r["id"] for r in read_jsonl(out)} == {"a", "e"}
+    rows = read_jsonl(out)
+    assert {r["id"] for r in rows if r["status"] == "PASSED"} == {"a", "e"}
     for expected in ("line 2: not valid JSON", "line 3: duplicate id 'a'", "line 4: 'id' must be",
                      "line 5: id 'b' rejected (INVALID_ARGUMENT): code is empty",
                      "line 6: 'timeout_s' must be a number", "line 7: id 'd' rejected",
                      "line 9: not valid JSON ('utf-8' codec can't decode"):
         assert expected in proc.stderr, expected
+    # Every input row has exactly one output row, so the output lines up with the input.
+    assert len(rows) == 9
+    answered = {r["line"]: (r["status"], r["id"]) for r in rows if "line" in r}
+    assert answered == {2: ("INVALID_INPUT", None), 3: ("INVALID_INPUT", "a"), 4: ("INVALID_INPUT", None),
+                        5: ("REJECTED", "b"), 6: ("INVALID_INPUT", "c"), 7: ("REJECTED", "d"),
+                        9: ("INVALID_INPUT", None)}
+    assert "100%" in proc.stderr.replace(" ", "") or "9/9" in proc.stderr
+    # A run again answers nothing twice.
+    proc = run_batch(inp, "--output", out, "--target", target)
+    assert len(read_jsonl(out)) == 9, read_jsonl(out)
+
+
+def test_output_to_dev_null_is_fine(tmp_path, target):
+    inp = tmp_path / "in.jsonl"
+    write_jsonl(inp, [{"id": "a", "code": "print(1)"}])
+    proc = run_batch(inp, "--output", "/dev/null", "--target", target)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_missing_input_is_a_clear_error(tmp_path):

@@ -54,8 +54,16 @@ SFT_HELP = {
 
 def cmd_eval(args) -> int:
     from benchmarks.problems import load_benchmark
-    from executor.embedded import connect
-    from trainer.evaluate import canonical_samples, generate_samples, read_samples, score, write_samples
+    from executor.embedded import check_executor, connect
+    from trainer.evaluate import (
+        canonical_samples,
+        generate_samples,
+        generation_settings,
+        read_samples,
+        resolve_backend,
+        score,
+        write_samples,
+    )
 
     benchmark = load_benchmark(args.benchmark, args.data_file)
     if args.limit:
@@ -65,6 +73,9 @@ def cmd_eval(args) -> int:
     if sum(sources) != 1:
         print("error: give exactly one of --model, --completions, --canonical", file=sys.stderr)
         return 2
+    targets = [t for item in args.executor for t in item.split(",") if t]
+    check_executor(targets)   # before any generation: an executor that is down costs seconds, not the run
+    settings = None
     if args.canonical:
         samples = canonical_samples(problems, whole=args.canonical == "whole")
     elif args.completions:
@@ -75,27 +86,56 @@ def cmd_eval(args) -> int:
         # Samples are saved as they are made (by default beside the output) and a run started
         # again generates only what is missing.
         path = Path(args.save_completions or str(Path(args.output).with_suffix("")) + ".samples.jsonl")
+        backend, why = resolve_backend(args.backend)
+        print(f"backend: {backend} ({why})", file=sys.stderr)
+        settings = generation_settings(args.model, backend, args.n_samples, args.temperature, args.max_new_tokens,
+                                       args.prompt_style, benchmark)
+        check_samples_file(path, settings)
         done = read_samples(str(path)) if path.exists() else {}
         todo = [p for p in problems if len(done.get(p.task_id, [])) < args.n_samples]
         if len(todo) < len(problems):
-            print(f"resuming: {len(problems) - len(todo)} of {len(problems)} problems already have samples in {path}",
-                  file=sys.stderr)
+            print(f"resuming: {len(problems) - len(todo)} of {len(problems)} problems already have samples in {path}, "
+                  f"made by {settings['model']} ({settings['backend']}, temperature {settings['temperature']}, "
+                  f"n={settings['n_samples']})", file=sys.stderr)
         options = {"base_url": args.base_url} if args.base_url else {}
+        if backend == "openai":
+            from generator.backends.openai import check_server
+
+            check_server(args.base_url or "")
         for start in range(0, len(todo), args.generation_chunk):
             chunk = todo[start:start + args.generation_chunk]
-            made = generate_samples(chunk, args.model, args.backend, args.n_samples, args.temperature,
+            made = generate_samples(chunk, args.model, backend, args.n_samples, args.temperature,
                                     args.max_new_tokens, args.prompt_style, options=options)
             write_samples(str(path), made, append=True)
             done.update(made)
             print(f"generated {min(start + len(chunk), len(todo))}/{len(todo)} problems", file=sys.stderr)
         samples = {p.task_id: done[p.task_id][: args.n_samples] for p in problems}
-    targets = [t for item in args.executor for t in item.split(",") if t]
     with connect(targets) as client:
         result = score(benchmark, samples, client, timeout_s=args.timeout, progress=not args.no_progress,
                        rules=args.evalplus_rules)
+    if settings is not None:
+        result = {**result, "generation": settings}
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     return 0
+
+
+def check_samples_file(path: Path, settings: dict) -> None:
+    """Samples are reused only when they were made the way this run makes them: the settings are
+    kept beside them (`.meta.json`). Samples of another model, backend or sampling, or samples
+    whose making was not recorded, are refused in one line rather than scored as this model's."""
+    meta = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+    if not path.exists() or path.stat().st_size == 0:
+        meta.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        return
+    if not meta.exists():
+        raise ValueError(f"{path} holds samples whose making was not recorded; they may be another model's. "
+                         "Give another --output (or --save-completions), or delete the file")
+    recorded = json.loads(meta.read_text())
+    differ = [f"{k} {recorded.get(k)!r} there, {v!r} here" for k, v in settings.items() if recorded.get(k) != v]
+    if differ:
+        raise ValueError(f"{path} holds samples made otherwise ({'; '.join(differ)}). "
+                         "Give another --output (or --save-completions), or delete the file")
 
 
 def cmd_make_tiny_model(args) -> int:

@@ -260,6 +260,41 @@ def sample_from_output(problem: Problem, text: str, style: str) -> Sample:
     return Sample(re.split(r"\n(?:def |class |if __name__|print\(|#)", text)[0])
 
 
+def resolve_backend(backend: str) -> tuple[str, str]:
+    """(the backend `auto` stands for here, and why)."""
+    if backend != "auto":
+        return backend, "asked for"
+    try:
+        import vllm  # noqa: F401  # pyright: ignore[reportMissingImports]  (optional)
+    except ImportError:
+        return "transformers", "vLLM is not installed"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "vllm", "vLLM is installed and a CUDA device is present"
+        from vllm.platforms import current_platform  # pyright: ignore[reportMissingImports]
+
+        if current_platform.is_cpu():
+            return "vllm", "vLLM's CPU build is installed"
+    except Exception as exc:   # a vLLM that cannot describe its platform is not usable here
+        return "transformers", f"vLLM is installed but not usable here ({type(exc).__name__})"
+    return "transformers", "vLLM is installed but no device it supports is present"
+
+
+def generation_settings(model: str, backend: str, n: int, temperature: float | None, max_new_tokens: int,
+                        prompt_style: str, benchmark: Benchmark, seed: int = 0) -> dict:
+    """Everything that decides which samples a run makes: recorded beside the samples and in
+    the scores, and compared before samples are reused."""
+    from pathlib import Path
+
+    local = Path(model).expanduser()
+    return {"model": str(local.resolve()) if local.exists() else model, "backend": backend,
+            "n_samples": n, "temperature": (0.0 if n == 1 else 0.2) if temperature is None else temperature,
+            "max_new_tokens": max_new_tokens, "prompt_style": prompt_style, "benchmark": benchmark.name,
+            "data": benchmark.data_hash, "seed": seed}
+
+
 def generate_samples(problems: list[Problem], model: str, backend: str = "auto", n: int = 1,
                      temperature: float | None = None, max_new_tokens: int = 512, prompt_style: str = "original",
                      seed: int = 0, options: dict | None = None) -> dict[str, list[Sample]]:
@@ -269,14 +304,7 @@ def generate_samples(problems: list[Problem], model: str, backend: str = "auto",
 
     if backend == "openai" and not (options or {}).get("base_url"):
         raise ValueError("the openai backend needs --base-url (an OpenAI-compatible server)")
-    if backend == "auto":
-        try:
-            import torch
-            import vllm  # noqa: F401  # pyright: ignore[reportMissingImports]  (optional, GPU only)
-
-            backend = "vllm" if torch.cuda.is_available() else "transformers"
-        except ImportError:
-            backend = "transformers"
+    backend, _ = resolve_backend(backend)
     prompts = [prompt_for(p, prompt_style)[0] for p in problems]
     stop = STOP if prompt_style == "original" else ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
     temp = (0.0 if n == 1 else 0.2) if temperature is None else temperature

@@ -45,9 +45,15 @@ class BackendConfig:
     options: dict = field(default_factory=dict)
 
 
+HUB_CHECK_TIMEOUT_S = 5.0
+
+
 def check_model_name(name: str) -> None:
-    """A model named by a path that does not exist is one clear error, not a hub lookup that
-    fails (offline) after a long traceback. `org/name` may be a hub id, so it is left to load."""
+    """A model that cannot be loaded is one clear error before any work starts, not a hub lookup
+    that fails after ~45 s of retries and a long traceback: a path that does not exist; an
+    `org/name` that is neither a folder nor in the local hub cache, when the hub is switched off
+    (HF_HUB_OFFLINE) or does not answer within a few seconds."""
+    import os
     from pathlib import Path
 
     if not name:
@@ -56,6 +62,21 @@ def check_model_name(name: str) -> None:
         return
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ValueError(f"model {name!r}: no such folder (and not a hub id like org/name)")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return   # no hub client: whatever loads the model says what is wrong
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return   # cached: loads offline
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ValueError(f"model {name!r}: no such folder, and not in the hub cache (HF_HUB_OFFLINE is set)")
+    from huggingface_hub import model_info
+
+    try:
+        model_info(name, timeout=HUB_CHECK_TIMEOUT_S)
+    except Exception as exc:   # unreachable, unknown repo, gated: all mean it cannot load here
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"model {name!r}: no such folder, and the hub did not give it ({reason[:200]})") from None
 
 
 def make_backend(config: BackendConfig) -> Backend:

@@ -3,31 +3,59 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 
 from generator.backends import Completion, Sampling
 
+CHECK_TIMEOUT_S = 5.0
+
+
+def check_server(base_url: str) -> None:
+    """One line, at start, when nothing answers at `base_url` (instead of a long traceback from the
+    first batch, minutes later). Any HTTP answer counts as up: a 401 is a server that wants a key."""
+    if not base_url:
+        raise ValueError("the openai backend needs a base_url (an OpenAI-compatible server, e.g. "
+                         "http://127.0.0.1:8000/v1)")
+    url = base_url.rstrip("/") + "/models"
+    try:
+        with urllib.request.urlopen(url, timeout=CHECK_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ValueError(f"the OpenAI-compatible server at {base_url} did not answer ({reason})") from None
+
 
 class OpenAIBackend:
+    """One client per `generate` call: each call runs its own event loop (asyncio.run), and a
+    client's connections belong to the loop that opened them. (Closing one shared client after
+    the first call made every later batch fail with "the client has been closed".)"""
+
     def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key: str = "EMPTY",
                  concurrency: int = 64, max_retries: int = 5, timeout_s: float = 600.0) -> None:
         try:
-            import openai
+            import openai  # noqa: F401
         except ImportError as exc:
             raise RuntimeError("the openai backend needs the openai package: pip install openai") from exc
         self.model = model
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=max_retries,
-                                         timeout=timeout_s)
+        self.client_options = {"base_url": base_url, "api_key": api_key, "max_retries": max_retries,
+                               "timeout": timeout_s}
         self.concurrency = concurrency
 
     def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[list[Completion]]:
         return asyncio.run(self._generate(prompts, sampling, seeds))
 
     async def _generate(self, prompts, sampling, seeds):
+        import openai
+
         gate = asyncio.Semaphore(self.concurrency)
+        client = openai.AsyncOpenAI(**self.client_options)
 
         async def one(prompt: str, seed: int) -> list[Completion]:
             async with gate:
-                resp = await self.client.completions.create(
+                resp = await client.completions.create(
                     model=self.model, prompt=prompt, n=sampling.n, temperature=sampling.temperature,
                     top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
                     stop=list(sampling.stop)[:4] or None, seed=seed)
@@ -37,4 +65,4 @@ class OpenAIBackend:
         try:
             return await asyncio.gather(*(one(p, s) for p, s in zip(prompts, seeds, strict=True)))
         finally:
-            await self.client.close()
+            await client.close()
