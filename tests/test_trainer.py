@@ -189,6 +189,28 @@ def test_prepare_verify_drops_a_failing_response(tiny, tmp_path, target):
     assert summary["examples"] == 2 and summary["finished"]
 
 
+def test_prepare_verify_keeps_training_targets_whose_tests_the_rewrite_removed(tiny, tmp_path, target):
+    """The pipeline's export holds rewritten responses, most without their tests: those run to
+    their end (the quickstart's 6 exported rows went in, 1 came out, when tests were required),
+    and one that crashes is still dropped, with its reason."""
+    data = [{"id": "plain", "instruction": "i", "response": "```python\ndef f(x):\n    return x + 1\n```"},
+            {"id": "crashes", "instruction": "i", "response": "```python\nimport no_such_module\n```"},
+            {"id": "tested", "instruction": "i",
+             "response": "```python\ndef g():\n    return 2\n\nassert g() == 2\n```"},
+            {"id": "prose", "instruction": "i", "response": "No code here."}]
+    inp = write_jsonl(tmp_path / "d.jsonl", data)
+    proc = subprocess.run([sys.executable, "-m", "trainer", "prepare", "--data", str(inp), "--output",
+                           str(tmp_path / "prep"), "--model", str(tiny), "--verify", "--executor", target,
+                           "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["rows_in"] == 4 and printed["rows_out"] == 2
+    assert printed["dropped"]["execute"] == {"FAILED": 1, "no_parsable_code": 1}
+    assert printed["notes"]["execute"] == {"ran_without_tests:no_tests": 2}   # plain and crashes
+    rejects = {r["id"]: r["reason"] for r in map(json.loads, open(tmp_path / "prep" / "01-verify.rejects.jsonl"))}
+    assert rejects == {"crashes": "FAILED", "prose": "no_parsable_code"}
+
+
 def test_prepare_rejects_rows_without_instruction(tmp_path, tiny):
     inp = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "x", "answer": "y"}])
     proc = subprocess.run([sys.executable, "-m", "trainer", "prepare", "--data", str(inp), "--output",

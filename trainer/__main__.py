@@ -21,7 +21,10 @@ def cmd_prepare(args) -> int:
                              executor=[t for item in args.executor for t in item.split(",") if t],
                              max_length=args.max_length, benchmark_files=tuple(args.benchmark_file))
     report = prepare(args.data, args.output, tokenizer, options, progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in report.items() if k != "steps"}, indent=2))
+    summary = {k: v for k, v in report.items() if k != "steps"}
+    summary["dropped"] = {s["stage"]: s["dropped"] for s in report["steps"]}   # each drop's reason: *.rejects.jsonl
+    summary["notes"] = {s["stage"]: s["notes"] for s in report["steps"] if s["notes"]}
+    print(json.dumps(summary, indent=2))
     return 0
 
 

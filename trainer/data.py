@@ -1,7 +1,12 @@
 """`prepare`: verify, deduplicate, decontaminate and tokenize an instruction dataset.
 
 Verification, dedup and decontamination are the generator's own stages (one implementation):
-with `--verify` each response's code runs in the executor and failing rows are dropped.
+with `--verify` each response's program, built exactly as the execution filter builds it, runs
+in the executor, and failing rows are dropped, each with its reason in `01-verify.rejects.jsonl`.
+A response that has tests must pass them; one that has none (the pipeline's rewrite step makes
+training targets without their tests) must run to its end, and is counted as
+`ran_without_tests` in the report. (Requiring tests there dropped 5 of the quickstart's 6
+exported rows, all of which had passed the filter with their tests.)
 Every step writes its kept and dropped rows into the output directory, and the tokenized
 dataset (input_ids, labels) is saved with `datasets`, with a report of counts and truncation.
 """
@@ -57,7 +62,9 @@ def prepare(data: str, out_dir: str | Path, tokenizer, options: PrepareOptions, 
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     stages: list[Stage] = []
     if options.verify:
-        stages.append(Execute(out / "01-verify.jsonl", progress=progress))
+        from generator.stages.execute import ExecuteConfig
+
+        stages.append(Execute(out / "01-verify.jsonl", ExecuteConfig(require_tests=False), progress=progress))
     if options.dedup:
         stages.append(Dedup(out / "02-dedup.jsonl", DedupConfig(), progress=progress))
     if options.decontaminate:

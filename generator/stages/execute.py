@@ -43,6 +43,9 @@ class ExecuteConfig:
     concurrency: int = 64
     pool_size: int | None = None
     drop_interactive_main: bool = True   # remove `if __name__ == "__main__":` blocks that read stdin
+    # False (`trainer prepare --verify`): a response without tests (a rewritten training target)
+    # still runs, and passes by running to its end; counted as `ran_without_tests:<why>`.
+    require_tests: bool = True
 
 
 class Execute(Stage):
@@ -63,7 +66,7 @@ class Execute(Stage):
     def settings(self) -> dict:
         # Where programs run and how many at once does not change which pass.
         return {"timeout_s": self.cfg.timeout_s, "memory_mb": self.cfg.memory_mb,
-                "drop_interactive_main": self.cfg.drop_interactive_main}
+                "drop_interactive_main": self.cfg.drop_interactive_main, "require_tests": self.cfg.require_tests}
 
     @contextlib.contextmanager
     def using(self, resources: Resources) -> Iterator[None]:
@@ -91,9 +94,11 @@ class Execute(Stage):
             for i, response in enumerate(samples):
                 key = f"{position}#{i}"   # internal: ids given by users may repeat
                 reason = tests_reason(response, self.cfg.drop_interactive_main)
-                if reason:
+                if reason and (self.cfg.require_tests or reason == "no_parsable_code"):
                     result.rejected.append({"id": row["id"], "sample": i, "reason": reason})
                     continue
+                if reason:
+                    result.notes[f"ran_without_tests:{reason}"] += 1
                 program, dropped = runnable_program(response, self.cfg.drop_interactive_main)
                 if dropped:
                     result.notes["interactive_main_block_removed"] += 1
