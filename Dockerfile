@@ -12,7 +12,7 @@ RUN if ls /src/build/wheels/*.whl >/dev/null 2>&1; then \
       python3 -m pip install --no-cache-dir --break-system-packages /src; \
     fi \
  && rm -rf /src
-EXPOSE 50051 9100
+EXPOSE 50051 8080 9100
 HEALTHCHECK --interval=5s --timeout=5s --start-period=120s --retries=3 \
   CMD ["python3", "-m", "executor", "health", "--target", "127.0.0.1:50051"]
 ENTRYPOINT ["python3", "-m", "executor", "serve", "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "9100"]

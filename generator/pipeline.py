@@ -125,6 +125,7 @@ class PipelineConfig:
                 raise ValueError(f"{path}: not valid TOML: {exc}") from None
             except OSError as exc:
                 raise ValueError(f"{path}: cannot read the config: {exc.strerror}") from None
+            resolve_paths(data, Path(path).resolve().parent)
         apply_overrides(data, overrides)
         try:
             return cls.from_dict(data)
@@ -149,6 +150,36 @@ class PipelineConfig:
             hints = typing.get_type_hints(cls)
             setattr(cfg, name, _build(hints[name], value, name, base=getattr(cfg, name)))
         return cfg
+
+
+# (section, key) of the values that may be paths. `run.dir` is always one; the others may also be
+# hub names (`bigcode/starcoder2-15b`), so they are read as paths only when they look like one.
+PATH_KEYS = (("run", "dir"), ("backend", "model"), ("seeds", "source"), ("benchmarks", "files"))
+
+
+def resolve_paths(data: dict, base: Path) -> None:
+    """Relative paths written in a config file are relative to that file, as in most tools, so a
+    run reads the same files from any working directory. (Overrides given on the command line are
+    relative to the working directory, like any path typed there.) A model, seeds source or
+    benchmark file is taken as a path when it starts with ./ or ../ or exists beside the config."""
+    for section, key in PATH_KEYS:
+        table = data.get(section)
+        if not isinstance(table, dict) or key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, list):
+            table[key] = [_resolve(v, base, always=False) for v in value]
+        else:
+            table[key] = _resolve(value, base, always=(section, key) == ("run", "dir"))
+
+
+def _resolve(value, base: Path, always: bool):
+    if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+        return value
+    candidate = base / value
+    if always or value.startswith(("./", "../")) or candidate.exists():
+        return str(candidate.resolve())
+    return value
 
 
 def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:

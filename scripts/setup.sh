@@ -35,5 +35,10 @@ if ! command -v runsc >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null 2>&1 \
     || echo "setup: gVisor (runsc) not installed; its tests will be skipped" >&2
 fi
+# `docker compose` as typed: where the registries ship only Compose v1 (Debian's docker-compose),
+# a CLI plugin hands `docker compose ...` to it (scripts/compose-plugin.sh).
+if ! docker compose version >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  install -D -m 0755 scripts/compose-plugin.sh /usr/local/lib/docker/cli-plugins/docker-compose
+fi
 bash scripts/ensure-docker.sh
 echo "setup: sandbox image $(python3 -m executor build-image)" >&2

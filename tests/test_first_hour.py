@@ -71,12 +71,11 @@ def test_quickstart_makes_a_real_dataset(tmp_path, target):
     """The README's CPU quickstart: recorded outputs through every stage, into a non-empty dataset."""
     import tomllib
 
-    from generator.pipeline import Pipeline, PipelineConfig
+    from generator.pipeline import Pipeline, PipelineConfig, resolve_paths
 
     data = tomllib.loads((ROOT / "configs" / "pipeline.quickstart.toml").read_text())
+    resolve_paths(data, ROOT / "configs")   # as PipelineConfig.load does for the file
     data["run"].update(dir=str(tmp_path / "run"), progress=False)
-    data["backend"]["model"] = str(ROOT / data["backend"]["model"])
-    data["seeds"]["source"] = str(ROOT / data["seeds"]["source"])
     data["execute"]["executor"] = target
     stats = {s.stage: s.to_dict() for s in Pipeline(PipelineConfig.from_dict(data)).run()}
     assert stats["seeds.extract"]["kept"] == 6 and stats["responses"]["kept"] == 6

@@ -85,6 +85,27 @@ def test_a_run_that_keeps_nothing_fails_naming_the_stage(tmp_path):
     assert allowed.returncode == 0, allowed.stderr[-3000:]
 
 
+def test_a_configs_paths_are_relative_to_the_config_not_the_working_directory(tmp_path):
+    """Run from another directory, the quickstart config still finds its recordings and seeds
+    (they were read against the working directory before), and its run directory lands beside
+    the config's folder, as it does from the repository root."""
+    import os
+
+    from generator.pipeline import PipelineConfig
+
+    cfg = PipelineConfig.load(QUICKSTART)
+    assert cfg.dir == str(ROOT / "runs" / "quickstart")
+    assert cfg.backend.model == str(ROOT / "generator" / "quickstart" / "replay.jsonl")
+    assert cfg.seeds.source == str(ROOT / "generator" / "quickstart")
+    assert PipelineConfig.load(ROOT / "configs" / "pipeline.starcoder2-15b.toml").backend.model == \
+        "bigcode/starcoder2-15b"   # a hub name stays one
+    proc = subprocess.run([sys.executable, "-m", "generator", "run", str(QUICKSTART), "--until", "seeds",
+                           "--no-progress", f"run.dir={json.dumps(str(tmp_path / 'run'))}"], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len((tmp_path / "run" / "01-seeds.jsonl").read_text().splitlines()) == 6, sorted(p.name for p in (tmp_path / "run").iterdir())
+
+
 def test_overrides_may_come_after_flags(tmp_path):
     proc = cli("generator", "run", QUICKSTART, "--no-progress", "run.nonsense=1")
     assert proc.returncode == 2 and "[run]: unknown keys nonsense" in one_line_error(proc)   # it was applied
