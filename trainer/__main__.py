@@ -62,6 +62,7 @@ def cmd_eval(args) -> int:
         canonical_samples,
         generate_samples,
         generation_settings,
+        make_engine,
         read_samples,
         resolve_backend,
         score,
@@ -91,8 +92,11 @@ def cmd_eval(args) -> int:
         path = Path(args.save_completions or str(Path(args.output).with_suffix("")) + ".samples.jsonl")
         backend, why = resolve_backend(args.backend)
         print(f"backend: {backend} ({why})", file=sys.stderr)
+        options = engine_args(args.engine_arg)
+        if args.base_url:
+            options["base_url"] = args.base_url
         settings = generation_settings(args.model, backend, args.n_samples, args.temperature, args.max_new_tokens,
-                                       args.prompt_style, benchmark)
+                                       args.prompt_style, benchmark, options=options)
         check_samples_file(path, settings)
         done = read_samples(str(path)) if path.exists() else {}
         todo = [p for p in problems if len(done.get(p.task_id, [])) < args.n_samples]
@@ -100,15 +104,20 @@ def cmd_eval(args) -> int:
             print(f"resuming: {len(problems) - len(todo)} of {len(problems)} problems already have samples in {path}, "
                   f"made by {settings['model']} ({settings['backend']}, temperature {settings['temperature']}, "
                   f"n={settings['n_samples']})", file=sys.stderr)
-        options = {"base_url": args.base_url} if args.base_url else {}
         if backend == "openai":
             from generator.backends.openai import check_server
 
             check_server(args.base_url or "")
+        engine = make_engine(args.model, backend, options) if todo else None   # once per run
+        dtype = getattr(engine, "dtype", None)
+        if dtype:   # what the backend runs the model in, explicit (transformers, vLLM)
+            settings["dtype"] = dtype
+            meta = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+            meta.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
         for start in range(0, len(todo), args.generation_chunk):
             chunk = todo[start:start + args.generation_chunk]
             made = generate_samples(chunk, args.model, backend, args.n_samples, args.temperature,
-                                    args.max_new_tokens, args.prompt_style, options=options)
+                                    args.max_new_tokens, args.prompt_style, engine=engine)
             write_samples(str(path), made, append=True)
             done.update(made)
             print(f"generated {min(start + len(chunk), len(todo))}/{len(todo)} problems", file=sys.stderr)
@@ -121,6 +130,26 @@ def cmd_eval(args) -> int:
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     return 0
+
+
+def engine_args(items: list[str]) -> dict:
+    """`--engine-arg key=value` items as options, each value read as TOML (numbers, booleans,
+    quoted strings), else as a bare string; a whole number written with an exponent (2e9) is an int."""
+    import tomllib
+
+    options: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--engine-arg {item!r}: expected KEY=VALUE, like dtype=float32")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        if isinstance(value, float) and value.is_integer() and "e" in text.lower():
+            value = int(value)
+        options[key.strip()] = value
+    return options
 
 
 def check_samples_file(path: Path, settings: dict) -> None:
@@ -193,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=("auto", "vllm", "transformers", "openai"), default="auto",
                    help="auto: vLLM on a GPU, else transformers; openai: an OpenAI-compatible server (--base-url)")
     p.add_argument("--base-url", default=None, help="the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a backend option, by the names the generator's [backend.options] takes (vLLM: its "
+                        "engine arguments, e.g. dtype=float32 max_model_len=2048 kv_cache_memory_bytes=2e9); repeat")
     p.add_argument("--generation-chunk", type=int, default=64,
                    help="problems generated between two saves of the samples file")
     p.add_argument("--prompt-style", choices=("original", "completion"), default="original",

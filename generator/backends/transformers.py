@@ -7,7 +7,7 @@ samples as an uninterrupted one.
 
 from __future__ import annotations
 
-from generator.backends import Completion, Sampling, cut_at_stop
+from generator.backends import Completion, Sampling, cut_at_stop, hold_back_partial_character, resolve_dtype
 
 
 class TransformersBackend:
@@ -21,11 +21,13 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"   # generation continues at the right end
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+        self.dtype = resolve_dtype(model, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()  # pyright: ignore[reportArgumentType]  (transformers' stubs)
         self.max_prompt_tokens = max_prompt_tokens or getattr(self.model.config, "max_position_embeddings", 4096)
         self.batch_size = max(1, batch_size)
+        self.special_ids = set(self.tokenizer.all_special_ids)
 
     def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[list[Completion]]:
         from tqdm import tqdm
@@ -56,9 +58,13 @@ class TransformersBackend:
             samples = []
             for seq in out[i * sampling.n:(i + 1) * sampling.n]:
                 new = seq[ids.shape[1]:].tolist()
-                text = self.tokenizer.decode(new, skip_special_tokens=True)
-                text, stopped = cut_at_stop(text, sampling.stop)
                 ended = eos is not None and eos in new
+                text_ids = new
+                while text_ids and text_ids[-1] in self.special_ids:   # EOS and padding after it
+                    text_ids = text_ids[:-1]
+                text = self.tokenizer.decode(text_ids, skip_special_tokens=True)
+                text = hold_back_partial_character(text)
+                text, stopped = cut_at_stop(text, sampling.stop)
                 full = len(new) >= sampling.max_new_tokens and not stopped and not ended
                 samples.append(Completion(text, "length" if full else "stop"))
             results.append(samples)
