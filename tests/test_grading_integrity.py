@@ -14,16 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.test_evalplus_equivalence import HUMANEVAL_TASKS
+
 ROOT = Path(__file__).resolve().parent.parent
 
-PLUS_TASKS = [
-    {"task_id": "HumanEval/900", "entry_point": "pair",
-     "prompt": 'def pair(a, b):\n    """Return [a, b] as a list."""\n',
-     "canonical_solution": "    return [a, b]\n", "base_input": [[1, 2]], "plus_input": [[3, 4], [0, 0]], "atol": 0},
-    {"task_id": "HumanEval/901", "entry_point": "half",
-     "prompt": 'def half(x):\n    """Half of x."""\n',
-     "canonical_solution": "    return x / 2\n", "base_input": [[3]], "plus_input": [[1e-7], [10]], "atol": 0},
-]
+# HumanEval/900 (`pair`, a list) and 901 (`half`, a float): the equivalence test's own tasks.
+PLUS_TASKS = HUMANEVAL_TASKS[:2]
 
 # Sends "end" to the agent's outcome socket, as the job's own process, then leaves with status 0.
 _SEND_END = """
