@@ -107,7 +107,9 @@ def cmd_eval(args) -> int:
         if backend == "openai":
             from generator.backends.openai import check_server
 
-            check_server(args.base_url or "")
+            if not args.base_url:
+                raise ValueError("the openai backend needs --base-url (an OpenAI-compatible server)")
+            check_server(args.base_url)
         engine = make_engine(args.model, backend, options) if todo else None   # once per run
         dtype = getattr(engine, "dtype", None)
         if dtype:   # what the backend runs the model in, explicit (transformers, vLLM)
