@@ -106,6 +106,7 @@ def run_command(args, on_executor_error: str = "run the same command again to re
     """Run the chosen subcommand; a user's mistake or an unreachable executor is one line on
     stderr and a non-zero exit, never a traceback."""
     from executor.client import ExecutorError
+    from generator.backends import BackendError  # the wheel always holds the generator
 
     configure_logging(args)
     try:
@@ -121,6 +122,9 @@ def run_command(args, on_executor_error: str = "run the same command again to re
         return 2
     except ExecutorError as exc:
         print(f"error: {exc}; {on_executor_error}", file=sys.stderr)
+        return 1
+    except BackendError as exc:
+        print(f"error: {exc}; what was generated is saved: run the same command again to resume", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)

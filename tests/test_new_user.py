@@ -152,6 +152,47 @@ class _Completions(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _Failing(_Completions):
+    """The double, until `broken` is set: then every completion is a 500."""
+    broken = threading.Event()
+    served: list[int] = []
+    after = 2
+
+    def do_POST(self):
+        if len(self.served) >= self.after and not self.broken.is_set():
+            self.broken.set()
+        if self.broken.is_set():
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.served.append(1)
+        super().do_POST()
+
+
+def test_a_server_that_fails_mid_run_is_one_line_and_the_run_resumes(tmp_path):
+    pytest.importorskip("openai")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    args = ["generator", "run", QUICKSTART, f"run.dir={json.dumps(str(tmp_path / 'run'))}", "--until", "concepts",
+            'backend.kind="openai"', f'backend.options.base_url="{url}"', "backend.options.max_retries=0",
+            "concepts.batch_size=2", "--no-progress"]
+    try:
+        first = cli(*args)
+        assert first.returncode == 1
+        assert f"the OpenAI-compatible server at {url} stopped answering" in one_line_error(first)
+        assert "run the same command again to resume" in first.stderr
+        assert len(_Failing.served) == 2   # the first batch of 2 rows, saved
+        _Failing.after = 10 ** 6           # the server is back
+        _Failing.broken.clear()
+        again = cli(*args)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert len(_Failing.served) == 6   # only the 4 rows left were asked for
+    finally:
+        server.shutdown()
+
+
 def test_the_openai_backend_serves_batch_after_batch():
     """It closed its client after the first generate(), so every later batch failed."""
     pytest.importorskip("openai")

@@ -38,6 +38,10 @@ class Backend(Protocol):
         ...
 
 
+class BackendError(RuntimeError):
+    """The engine or server stopped working mid-run (what was saved stays: run again to resume)."""
+
+
 @dataclass
 class BackendConfig:
     kind: str = "vllm"

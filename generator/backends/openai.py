@@ -6,7 +6,7 @@ import asyncio
 import urllib.error
 import urllib.request
 
-from generator.backends import Completion, Sampling
+from generator.backends import BackendError, Completion, Sampling
 
 CHECK_TIMEOUT_S = 5.0
 
@@ -45,7 +45,14 @@ class OpenAIBackend:
         self.concurrency = concurrency
 
     def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[list[Completion]]:
-        return asyncio.run(self._generate(prompts, sampling, seeds))
+        import openai
+
+        try:
+            return asyncio.run(self._generate(prompts, sampling, seeds))
+        except (openai.APIConnectionError, openai.APIStatusError) as exc:   # after the client's own retries
+            url = self.client_options["base_url"]
+            raise BackendError(f"the OpenAI-compatible server at {url} stopped answering "
+                               f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
     async def _generate(self, prompts, sampling, seeds):
         import openai

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from generator.backends import Completion, Sampling, resolve_dtype
+from generator.backends import BackendError, Completion, Sampling, resolve_dtype
 
 CPU_KV_CACHE_BYTES = 1 << 30
 
@@ -80,6 +80,10 @@ class VLLMBackend:
         params = [SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                                  max_tokens=sampling.max_new_tokens, stop=list(sampling.stop), seed=seed)
                   for seed in seeds]
-        outputs = self.llm.generate(prompts, params, use_tqdm=True)
+        try:
+            outputs = self.llm.generate(prompts, params, use_tqdm=True)
+        except Exception as exc:   # EngineDeadError and the like: its log lines are above, on stderr
+            raise BackendError(f"the vLLM engine failed ({type(exc).__name__}: {str(exc)[:300]}); its last log "
+                               "lines are above") from None
         return [[Completion(o.text, "length" if o.finish_reason == "length" else "stop")
                  for o in out.outputs] for out in outputs]
