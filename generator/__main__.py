@@ -59,7 +59,8 @@ def cmd_run(args) -> int:
 
 def cmd_seeds(args) -> int:
     cfg = _config(args)
-    for s in run_stages(seeds_steps(cfg, args.output), seeds_input(cfg.seeds.source), Resources.of(cfg)):
+    for s in run_stages(seeds_steps(cfg, args.output), seeds_input(cfg.seeds.source), Resources.of(cfg),
+                        allow_empty=cfg.allow_empty):
         print(json.dumps(s.to_dict()), file=sys.stderr)
     return 0
 
@@ -88,7 +89,7 @@ def cmd_stage(args) -> int:
         index, count = _shard(args.shard)
         step = Input([r for i, r in enumerate(step.rows) if i % count == index],
                      f"{source.fingerprint}:shard{index}/{count}")
-    (stats,) = run_stages([stage], step, Resources.of(cfg))
+    (stats,) = run_stages([stage], step, Resources.of(cfg), allow_empty=cfg.allow_empty)
     print(json.dumps(stats.to_dict()), file=sys.stderr)
     if isinstance(stage, Export) and args.push_to_hub:
         print(f"pushed to {push_to_hub(stage.dataset_dir, args.push_to_hub)}", file=sys.stderr)

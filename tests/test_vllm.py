@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -143,6 +144,26 @@ def test_the_generator_runs_through_the_server_over_batches_and_stages(vllm_pyth
     assert stats["seeds.dedup"]["kept"] > 3              # more than one batch of 3 went to the server
     assert stats["concepts"]["rows_in"] == stats["seeds.dedup"]["kept"]
     assert stats["concepts"]["kept"] + stats["concepts"]["dropped_total"] == stats["concepts"]["rows_in"]
+
+
+def test_every_generation_step_runs_through_the_server(vllm_python, vllm_server, tiny, tmp_path):
+    """A random model never writes the stop header, so nothing it writes passes the concepts step
+    and no later step has rows within one run. Each step is therefore also run on its own,
+    through the same server, on the quickstart's recorded outputs of the step before it: the
+    prompts of every step go through the real engine, in several batches."""
+    quickstart = ROOT / "configs" / "pipeline.quickstart.toml"
+    recorded = run(sys.executable, "generator", "run", quickstart, "--until", "instructions", "--no-progress",
+                   f"run.dir={json.dumps(str(tmp_path / 'recorded'))}")
+    assert recorded.returncode == 0, recorded.stderr[-3000:]
+    config = pipeline_config(tmp_path, {"kind": "openai", "model": str(tiny), "options": {"base_url": vllm_server}})
+    for step, source in (("instructions", "02-concepts.jsonl"), ("responses", "03-instructions.jsonl")):
+        out = tmp_path / f"{step}.jsonl"
+        proc = run(vllm_python, "generator", step, "--input", tmp_path / "recorded" / source, "--output", out,
+                   "--config", config, "--no-progress", "--allow-empty")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        stats = json.loads(proc.stderr.strip().splitlines()[-1])
+        assert stats["rows_in"] == 6, stats        # 6 rows, in batches of 3
+        assert stats["kept"] + stats["dropped_total"] == stats["rows_in"], stats
 
 
 def test_the_generator_runs_the_in_process_engine(vllm_python, tiny, tmp_path):
