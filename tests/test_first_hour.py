@@ -82,6 +82,9 @@ def test_quickstart_makes_a_real_dataset(tmp_path, target):
     assert stats["execute"]["dropped"] == {"FAILED": 5}           # the recorded wrong answers
     rows = [json.loads(line) for line in (tmp_path / "run" / "11-export.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(r["instruction"] and "```python" in r["response"] for r in rows)
+    # The card says what wrote the text: recorded outputs here, not "a base model".
+    card = (tmp_path / "run" / "dataset" / "README.md").read_text()
+    assert "recorded outputs replayed from" in card and "(no model ran)" in card and "a base model" not in card
 
 
 def test_replay_matches_the_query_not_the_examples(tmp_path):

@@ -31,6 +31,20 @@ def messages(instruction: str, response: str) -> list[dict]:
     return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
 
 
+def made_by(config: dict | None) -> str:
+    """What wrote the generated fields, as the run's backend says: a model by name, or recorded
+    outputs (the quickstart's replay), never "a base model" when none ran."""
+    backend = (config or {}).get("backend") or {}
+    kind, model = backend.get("kind"), backend.get("model")
+    if kind == "replay":
+        return f"recorded outputs replayed from `{model}` (no model ran)"
+    if kind in ("vllm", "transformers", "openai"):
+        return f"the base model `{model}` (backend {kind})"
+    if kind == "import":
+        return f"a custom backend, `{model}`"
+    return "the run's backend (see its config)"
+
+
 def dataset_card(rows: int, config: dict | None = None, funnel: list[dict] | None = None) -> str:
     """A dataset card: YAML metadata that `datasets` reads, then how the data was made."""
     lines = [
@@ -49,9 +63,9 @@ def dataset_card(rows: int, config: dict | None = None, funnel: list[dict] | Non
         "",
         "# Self-aligned code instructions",
         "",
-        f"{rows} instruction-response pairs made by the selfalign pipeline (SelfCodeAlign): seed functions,",
-        "concepts, instructions and responses written by a base model, responses kept only when their own",
-        "tests passed in a sandbox, then selected, deduplicated, rewritten and decontaminated.",
+        f"{rows} instruction-response pairs made by the selfalign pipeline (SelfCodeAlign): from seed functions,",
+        f"the concepts, instructions and responses were written by {made_by(config)}; responses were kept",
+        "only when their own tests passed in a sandbox, then selected, deduplicated, rewritten and decontaminated.",
         "",
         "Columns: `instruction`, `response`, `messages` (the same pair as chat turns), `seed`, `concepts`,",
         "`category`, `difficulty`, `id`, `fingerprint`.",
