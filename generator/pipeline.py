@@ -62,6 +62,15 @@ class SeedsConfig:
     judge_temperature: float = 0.0
     judge_max_new_tokens: int = 5
     judge_k: int = 6             # few-shot examples in the judge prompt
+    # The seeds as they are, unfiltered: every row's code is one seed. Unset: as they are when the
+    # source is one of the authors' released seed sets (generator.stages.seeds.RELEASED_SEEDS),
+    # which the original used as released; filtering them again changes the set they published.
+    as_is: bool | None = None
+
+    def seeds_as_is(self) -> bool:
+        from generator.stages.seeds import RELEASED_SEEDS
+
+        return self.source in RELEASED_SEEDS if self.as_is is None else self.as_is
 
 
 @dataclass
@@ -343,6 +352,8 @@ def seeds_steps(cfg: PipelineConfig, out: Path) -> list[Stage]:
     last of them writes `out`, the others files beside it."""
     from generator.stages import REGISTRY
 
+    if cfg.seeds.seeds_as_is():   # the released set as it is: read, nothing filtered
+        return [REGISTRY["seeds.extract"].from_config(cfg, out)]
     later = ["seeds.dedup"] + [name for name, on in (("seeds.typecheck", cfg.seeds.typecheck),
                                                       ("seeds.judge", cfg.seeds.judge)) if on]
     stages = [REGISTRY["seeds.extract"].from_config(cfg, out.with_name(out.stem + ".candidates.jsonl"))]

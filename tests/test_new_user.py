@@ -106,6 +106,29 @@ def test_a_configs_paths_are_relative_to_the_config_not_the_working_directory(tm
     assert len((tmp_path / "run" / "01-seeds.jsonl").read_text().splitlines()) == 6
 
 
+def test_released_seeds_are_imported_as_they_are(tmp_path):
+    """The authors' released seed set is read as it is by default (filtering it again changed the
+    set they published); a local source is still filtered; as_is decides either way."""
+    from generator.pipeline import PipelineConfig, seeds_steps
+
+    released = PipelineConfig.from_dict({"seeds": {"source": "bigcode/python-stack-v1-functions-filtered-sc2"}})
+    assert [s.name for s in seeds_steps(released, tmp_path / "seeds.jsonl")] == ["seeds.extract"]
+    assert seeds_steps(released, tmp_path / "seeds.jsonl")[0].settings() == {"as_is": True}
+    rows = [{"seed": "def f(x):\n    return x\n"},                              # no docstring: the rules drop it
+            {"seed": "def g(x):\n    \"\"\"Twice.\"\"\"\n    return 2 * x\n"},
+            {"seed": "def g(x):\n    \"\"\"Twice.\"\"\"\n    return 2 * x\n"}]   # a duplicate: dedup drops it
+    source = tmp_path / "released.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for extra, kept in (([], 1), (["seeds.as_is=true"], 3)):
+        out = tmp_path / f"seeds-{len(extra)}.jsonl"
+        proc = cli("generator", "seeds", "--source", source, "--output", out, "--no-progress", "--allow-empty", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        seeds = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(seeds) == kept, (extra, seeds)
+        if extra:
+            assert [s["seed"] for s in seeds] == [r["seed"] for r in rows] and len({s["id"] for s in seeds}) == 3
+
+
 def test_overrides_may_come_after_flags(tmp_path):
     proc = cli("generator", "run", QUICKSTART, "--no-progress", "run.nonsense=1")
     assert proc.returncode == 2 and "[run]: unknown keys nonsense" in one_line_error(proc)   # it was applied

@@ -43,6 +43,8 @@ MARKERS = ("todo", "fixme", "bug")
 _MARKER_WORDS = re.compile(r"\b(?:todo|fixme|bug)\b", re.I)
 BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__"}
 CODE_FIELDS = ("seed", "content", "code", "function", "text")
+# The authors' released seed sets (the model card lists them): read as they are by default.
+RELEASED_SEEDS = ("bigcode/python-stack-v1-functions-filtered", "bigcode/python-stack-v1-functions-filtered-sc2")
 
 
 @dataclass
@@ -263,6 +265,19 @@ def _code_row(row: dict, origin: str) -> dict:
     raise ValueError(f"{origin}: no code field (looked for {', '.join(CODE_FIELDS)})")
 
 
+def _as_released(row: dict) -> dict:
+    """One row of a released seed set, as it is: its code is the seed, unfiltered and unchanged."""
+    seed = row["code"]
+    name = None
+    try:
+        name = next((n.name for n in ast.parse(seed).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))),
+                    None)
+    except (SyntaxError, ValueError):
+        pass
+    digest = hashlib.sha256(f"{row['origin']}\x1f{seed}".encode()).hexdigest()[:16]   # one id per row
+    return {"id": f"seed-{digest}", "seed": seed, "name": name, "origin": row["origin"], "lineno": None}
+
+
 _worker_filter: SeedFilter | None = None
 
 
@@ -283,10 +298,11 @@ class ExtractSeeds(Stage):
     name = "seeds.extract"
     batch_size = 256
 
-    def __init__(self, output, seed_filter: SeedFilter, progress=True, num_proc: int = 1):
+    def __init__(self, output, seed_filter: SeedFilter, progress=True, num_proc: int = 1, as_is: bool = False):
         super().__init__(output, progress)
         self.filter = seed_filter
         self.num_proc = num_proc
+        self.as_is = as_is
         self._pool = None
 
     @classmethod
@@ -295,14 +311,18 @@ class ExtractSeeds(Stage):
         # Seeds are checked as the original did: benchmark strings as they are (case-sensitive).
         index = ContaminationIndex(load_benchmarks(b.builtin, b.files), case_sensitive=True)
         seed_filter = SeedFilter(max_lines=cfg.seeds.max_lines, contamination=index, rules=cfg.seeds.rules)
-        return cls(output, seed_filter, cfg.progress, cfg.num_proc)
+        return cls(output, seed_filter, cfg.progress, cfg.num_proc, as_is=cfg.seeds.seeds_as_is())
 
     def settings(self) -> dict:
         f = self.filter
+        if self.as_is:
+            return {"as_is": True}
         return {"max_lines": f.max_lines, "rules": f.rules, "banned": sorted(f.banned_modules),
                 "benchmarks": f.contamination.fingerprint if f.contamination else None}
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
+        if self.as_is:
+            return BatchResult(kept=[_as_released(row) for row in rows])
         if self.num_proc > 1:
             if self._pool is None:
                 from concurrent.futures import ProcessPoolExecutor
