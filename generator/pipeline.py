@@ -61,7 +61,8 @@ class SeedsConfig:
     judge_samples: int = 1       # votes per seed (majority keeps); 1 with greedy decoding is the original's
     judge_temperature: float = 0.0
     judge_max_new_tokens: int = 5
-    judge_k: int = 6             # few-shot examples in the judge prompt
+    judge_k: int = 6             # few-shot examples in the judge prompt ("ours")
+    judge_prompt: str = "ours"   # "original": the original's judge prompt and its 7 examples, word for word
     # The seeds as they are, unfiltered: every row's code is one seed. Unset: as they are when the
     # source is one of the authors' released seed sets (generator.stages.seeds.RELEASED_SEEDS),
     # which the original used as released; filtering them again changes the set they published.

@@ -504,3 +504,40 @@ def test_dedup_streams_its_input_and_decides_as_one_pass_over_all_rows_whatever_
     # Rows from no file: the same rows kept.
     run_stages([Dedup(tmp_path / "listed.jsonl", DedupConfig(), progress=False)], Input(rows, "rows"))
     assert list(read_jsonl(tmp_path / "listed.jsonl")) == whole.kept
+
+
+def test_the_faithful_seed_judge_prompt_is_the_originals_byte_for_byte():
+    """seed_gathering/filter_dataset.py's template_few_shot and prompt_fmt, rebuilt here from their
+    text for the examples in file order; ours must equal it byte for byte."""
+    import random
+
+    from generator.stages.judge import original_prompt, original_shots, split_docstring
+
+    class InOrder(random.Random):
+        def shuffle(self, x, random=None):  # noqa: A002  (the base class's name)
+            pass
+
+    def theirs(code, doc, tail):
+        return ("<issue_start>username_0: I have a function in Python and I'd like someone to check my description "
+                "of this function.\nI'm doing this so that I can write a good docstring for this function.\n\n"
+                f"Here is the code for the function:\n```py\n{code}\n```\n\n"
+                f"Here is my description of this program:\n```\n{doc}\n```\n\n"
+                "Do not attempt to execute the function or to judge its correctness.\n"
+                "Answer with \"Yes\" or \"No\" depending on if my description has enough information alone to "
+                "re-implement the function.\nAlso, answer with \"No\" if the description does not match the function."
+                + tail)
+
+    seed = 'def twice(x):\n    """Twice x.\n\n    Args: x, a number.\n    """\n    return 2 * x'
+    expected = ""
+    for shot in original_shots():
+        doc, code = split_docstring(shot["code"])
+        expected += theirs(code, doc, "<issue_comment>username_1: Sure, no problem. I will be able to help.\n"
+                                      f"My answer is: {shot['answer']}\n\n{shot['rationale']}\n\nUpvotes: 200")
+    # the original's unindent takes the least indent of the non-blank lines: 0 here (the first line)
+    expected += theirs("def twice(x):\n    \n    return 2 * x", "Twice x.\n\n    Args: x, a number.",
+                       "\nUpvotes: 100<issue_comment>username_1: Sure, no problem. I will be able to help.\n"
+                       "My answer is:")
+    assert original_prompt(seed, InOrder()) == expected
+    assert len(original_shots()) == 7 and [s["answer"] for s in original_shots()].count("Yes") == 4
+    # the shots are shuffled per row, from the row's own seed: the same row, the same prompt
+    assert original_prompt(seed, random.Random(3)) == original_prompt(seed, random.Random(3))

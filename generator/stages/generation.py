@@ -48,6 +48,7 @@ class GenerationStage(Stage):
     side_files = ("malformed",)
     keep_cut_off = False   # samples cut by the length limit are dropped unless a stage says otherwise
     distributable = True
+    stop: tuple[str, ...] = STOP   # where a sample ends (the next few-shot header, by default)
 
     def __init__(self, output, gen: GenerationConfig, backend_config: BackendConfig | None, run_seed: int,
                  progress: bool = True) -> None:
@@ -96,7 +97,7 @@ class GenerationStage(Stage):
     def process_batch(self, rows: list[dict]) -> BatchResult:
         prompts = [self.prompt(r) for r in rows]
         sampling = Sampling(n=self.gen.n, temperature=self.gen.temperature,
-                            max_new_tokens=self.gen.max_new_tokens, stop=STOP)
+                            max_new_tokens=self.gen.max_new_tokens, stop=self.stop)
         assert self.backend is not None, "run the stage through Stage.run, which gives it the model"
         outputs = self.backend.generate(prompts, sampling, [self.row_seed(r) for r in rows])
         result = BatchResult(extra={"malformed": []})
