@@ -299,7 +299,12 @@ def main() -> None:
     leave(0)   # threads the solution left are not waited for: every line is written
 
 
+_SOURCE: list[str] = []
+
+
 def source() -> str:
-    """This module as a program: its source, then `main()`."""
-    with open(__file__, encoding="utf-8") as f:
-        return f.read() + "\n\nmain()\n"
+    """This module as a program: its source, then `main()` (read once per process)."""
+    if not _SOURCE:
+        with open(__file__, encoding="utf-8") as f:
+            _SOURCE.append(f.read() + "\n\nmain()\n")
+    return _SOURCE[0]

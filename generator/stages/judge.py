@@ -59,11 +59,18 @@ ORIGINAL_ASK = ("<issue_start>username_0: I have a function in Python and I'd li
 ORIGINAL_REPLY = "<issue_comment>username_1: Sure, no problem. I will be able to help.\nMy answer is:"
 
 
-def original_shots() -> list[dict]:
-    import json
-    from importlib import resources
+_SHOTS: list[dict] = []
 
-    return json.loads((resources.files("generator.prompts") / "judge_original.json").read_text(encoding="utf-8"))
+
+def original_shots() -> list[dict]:
+    """The original's seven examples, a fresh list each call (a prompt shuffles its own)."""
+    if not _SHOTS:
+        import json
+        from importlib import resources
+
+        _SHOTS.extend(json.loads((resources.files("generator.prompts") / "judge_original.json")
+                                 .read_text(encoding="utf-8")))
+    return list(_SHOTS)
 
 
 def _unindent(text: str) -> str:
