@@ -144,8 +144,8 @@ class StreamAdmission:
     so a client holding every call it may make never locks out health checks, GetInfo or other
     clients."""
 
-    def __init__(self, per_client: int, total: int) -> None:
-        self.per_client, self.total = per_client, total
+    def __init__(self, per_client: int, total: int, what: str = "streams") -> None:
+        self.per_client, self.total, self.what = per_client, total, what
         self.open: dict[str, int] = {}
         self.lock = threading.Lock()
 
@@ -153,9 +153,9 @@ class StreamAdmission:
         """None when admitted; otherwise why not."""
         with self.lock:
             if sum(self.open.values()) >= self.total:
-                return f"the server has {self.total} streams open, its limit"
+                return f"the server has {self.total} {self.what} open, its limit"
             if self.open.get(client, 0) >= self.per_client:
-                return f"this client has {self.per_client} streams open, its limit"
+                return f"this client has {self.per_client} {self.what} open, its limit"
             self.open[client] = self.open.get(client, 0) + 1
             return None
 
@@ -307,7 +307,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         self.runtime = runtime
         self.max_in_flight = max_in_flight_per_stream
         self.admission = admission or StreamAdmission(64, 256)
-        self.unary = unary or StreamAdmission(64, 128)
+        self.unary = unary or StreamAdmission(64, 128, "unary calls")
         self.idle_timeout_s = idle_timeout_s
         self.stream_result_bytes = stream_result_bytes
         self.results = ByteBudget(server_result_bytes)
@@ -332,7 +332,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         client = client_key(context, self.tokens_checked)
         refused = self.unary.enter(client)
         if refused:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused.replace("streams", "unary calls"))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
         try:
             return self._execute(request, context, client)
         finally:
@@ -507,7 +507,7 @@ class ExecutorServer:
         self.service = ExecutorService(self.pool, cfg.limits, runtime, cfg.max_in_flight_per_stream,
                                        StreamAdmission(cfg.max_streams, cfg.max_total_streams),
                                        cfg.stream_idle_timeout_s,
-                                       StreamAdmission(cfg.max_unary_per_client, cfg.max_unary_calls),
+                                       StreamAdmission(cfg.max_unary_per_client, cfg.max_unary_calls, "unary calls"),
                                        cfg.stream_result_bytes, cfg.server_result_bytes, bool(cfg.token))
         pb_grpc.add_ExecutorServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

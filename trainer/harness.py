@@ -245,13 +245,12 @@ def _mutable_args(args, kwargs) -> bool:
     return any(type(a) in (list, dict, set, bytearray) for a in (*args, *kwargs.values()))
 
 
-def run_calls(case: dict) -> None:
+def run_calls(case: dict, channel: _Channel) -> None:
     """human-eval / MBPP: the calls their test code makes, found by the trainer from a run with
     the reference solution, made on this solution in order. Each call's result (or exception)
     is written, and its arguments again when the solution may have changed them in place; an
     exception does not stop the rest (the test code may expect it). The test code itself, and
     with it every expected value, stays with the trainer."""
-    channel = case["channel"]
     namespace: dict = {}
     try:
         with _Swallowed():
@@ -295,7 +294,7 @@ def main() -> None:
     if case["mode"] == "differential":
         run_differential(case, channel)
     else:
-        run_calls(dict(case, channel=channel))
+        run_calls(case, channel)
     leave(0)   # threads the solution left are not waited for: every line is written
 
 
