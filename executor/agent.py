@@ -503,7 +503,7 @@ def _set_job_defaults() -> None:
     if dict(os.environ) != (_start_env or JOB_ENV):
         os.environ.clear()
         os.environ.update(_start_env or JOB_ENV)
-    _forbid_vsock()
+    _load_seccomp_filter()
 
 
 def _zygote_loop(sock: socket.socket, probe: int = 0) -> None:
@@ -706,7 +706,6 @@ def _seccomp_filter():
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    lib.seccomp_export_pfc.argtypes = [ctypes.c_void_p, ctypes.c_int]
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if not ctx:
         raise OSError("libseccomp could not make a filter")
@@ -731,7 +730,7 @@ def _seccomp_filter():
 _SECCOMP = None
 
 
-def _forbid_vsock() -> None:
+def _load_seccomp_filter() -> None:
     """Load the filter in this process (the zygote; every job inherits it), with no_new_privs.
     Loaded with the speculative-store-bypass mitigation left as it is (SPEC_ALLOW): a filter
     loaded without it turned that mitigation on for the process, which made every job about 40%
@@ -745,17 +744,6 @@ def _forbid_vsock() -> None:
         rc = lib.seccomp_load(ctx)
         if rc < 0:
             raise OSError(-rc, "could not install the seccomp filter")
-
-
-def seccomp_rules_text() -> str:
-    """The filter as libseccomp's pseudo-filter code, for tests and for people."""
-    import tempfile
-
-    lib, ctx = _SECCOMP or _seccomp_filter()
-    with tempfile.TemporaryFile() as f:
-        lib.seccomp_export_pfc(ctx, f.fileno())
-        f.seek(0)
-        return f.read().decode()
 
 
 def _text_stream(fd: int, mode: str, line_buffering: bool, errors: str = "strict"):

@@ -125,12 +125,10 @@ class ByteBudget:
 
     def take(self, n: int, timeout: float) -> bool:
         with self.cond:
-            return self.cond.wait_for(lambda: self.used == 0 or self.used + n <= self.total, timeout) and \
-                self._add(n)
-
-    def _add(self, n: int) -> bool:
-        self.used += n
-        return True
+            if not self.cond.wait_for(lambda: self.used == 0 or self.used + n <= self.total, timeout):
+                return False
+            self.used += n
+            return True
 
     def give(self, n: int) -> None:
         with self.cond:

@@ -104,18 +104,15 @@ def cmd_eval(args) -> int:
             print(f"resuming: {len(problems) - len(todo)} of {len(problems)} problems already have samples in {path}, "
                   f"made by {settings['model']} ({settings['backend']}, temperature {settings['temperature']}, "
                   f"n={settings['n_samples']})", file=sys.stderr)
-        if backend == "openai":
+        if backend == "openai" and args.base_url:   # without one, make_engine says so
             from generator.backends.openai import check_server
 
-            if not args.base_url:
-                raise ValueError("the openai backend needs --base-url (an OpenAI-compatible server)")
             check_server(args.base_url)
         engine = make_engine(args.model, backend, options) if todo else None   # once per run
-        dtype = getattr(engine, "dtype", None)
-        if dtype:   # what the backend runs the model in, explicit (transformers, vLLM)
-            settings["dtype"] = dtype
-            meta = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
-            meta.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        if engine is not None:
+            if getattr(engine, "dtype", None):   # what the model runs in, explicit (transformers, vLLM)
+                settings["dtype"] = engine.dtype   # pyright: ignore[reportAttributeAccessIssue]
+            samples_meta(path).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
         for start in range(0, len(todo), args.generation_chunk):
             chunk = todo[start:start + args.generation_chunk]
             made = generate_samples(chunk, args.model, backend, args.n_samples, args.temperature,
@@ -154,13 +151,18 @@ def engine_args(items: list[str]) -> dict:
     return options
 
 
+def samples_meta(path: Path) -> Path:
+    """Where the settings that made a samples file are kept."""
+    return path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+
+
 def check_samples_file(path: Path, settings: dict) -> None:
     """Samples are reused only when they were made the way this run makes them: the settings are
-    kept beside them (`.meta.json`). Samples of another model, backend or sampling, or samples
-    whose making was not recorded, are refused in one line rather than scored as this model's."""
-    meta = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+    kept beside them (`samples_meta`, written when generation starts). Samples of another model,
+    backend or sampling, or samples whose making was not recorded, are refused in one line rather
+    than scored as this model's."""
+    meta = samples_meta(path)
     if not path.exists() or path.stat().st_size == 0:
-        meta.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
         return
     if not meta.exists():
         raise ValueError(f"{path} holds samples whose making was not recorded; they may be another model's. "

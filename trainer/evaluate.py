@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -178,9 +179,10 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
     bar = tqdm(total=len(base), desc="eval", unit="program", disable=not progress)
     results = _run(base, client, concurrency, bar)
     verdicts = _verdicts(by_id, results, oracles, rules)
-    plus = [_program(by_id[key.split("\x1f")[0]], int(key.split("\x1f")[1]), "plus",
-                     samples[key.split("\x1f")[0]][int(key.split("\x1f")[1])], oracles, timeout_s, rules)
-            for key, (ok, _) in verdicts.items() if ok and by_id[key.split("\x1f")[0]].differential]
+    passed_base = [(task_id, int(index)) for task_id, index, _ in (key.split("\x1f") for key, (ok, _) in
+                                                                     verdicts.items() if ok)]
+    plus = [_program(by_id[task_id], index, "plus", samples[task_id][index], oracles, timeout_s, rules)
+            for task_id, index in passed_base if by_id[task_id].differential]
     if plus:
         bar.total += len(plus)
         bar.refresh()
@@ -282,6 +284,11 @@ def resolve_backend(backend: str) -> tuple[str, str]:
     return "transformers", "vLLM is installed but no device it supports is present"
 
 
+def default_temperature(n: int, temperature: float | None) -> float:
+    """The original's sampling: greedy for one sample, 0.2 for several, unless one is given."""
+    return (0.0 if n == 1 else 0.2) if temperature is None else temperature
+
+
 def generation_settings(model: str, backend: str, n: int, temperature: float | None, max_new_tokens: int,
                         prompt_style: str, benchmark: Benchmark, seed: int = 0, options: dict | None = None) -> dict:
     """Everything that decides which samples a run makes: recorded beside the samples and in
@@ -290,7 +297,7 @@ def generation_settings(model: str, backend: str, n: int, temperature: float | N
 
     local = Path(model).expanduser()
     return {"model": str(local.resolve()) if local.exists() else model, "backend": backend,
-            "n_samples": n, "temperature": (0.0 if n == 1 else 0.2) if temperature is None else temperature,
+            "n_samples": n, "temperature": default_temperature(n, temperature),
             "max_new_tokens": max_new_tokens, "prompt_style": prompt_style, "benchmark": benchmark.name,
             "data": benchmark.data_hash, "seed": seed,
             "engine_options": {k: v for k, v in sorted((options or {}).items()) if k not in ("api_key",)}}
@@ -304,8 +311,6 @@ def make_engine(model: str, backend: str, options: dict | None = None):
 
     if backend == "openai" and not (options or {}).get("base_url"):
         raise ValueError("the openai backend needs --base-url (an OpenAI-compatible server)")
-    import sys
-
     backend, _ = resolve_backend(backend)
     print(f"loading the {backend} backend for {model}", file=sys.stderr)
     return make_backend(BackendConfig(kind=backend, model=model, options=options or {}))
@@ -322,7 +327,7 @@ def generate_samples(problems: list[Problem], model: str, backend: str = "auto",
     engine = engine or make_engine(model, backend, options)
     prompts = [prompt_for(p, prompt_style)[0] for p in problems]
     stop = STOP if prompt_style == "original" else ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
-    temp = (0.0 if n == 1 else 0.2) if temperature is None else temperature
+    temp = default_temperature(n, temperature)
     outputs = engine.generate(prompts, Sampling(n=n, temperature=temp, max_new_tokens=max_new_tokens, stop=stop),
                               [stable_seed(seed, "eval", p.task_id) for p in problems])
     return {p.task_id: [sample_from_output(p, s.text, prompt_style) for s in out]
