@@ -20,6 +20,10 @@ for v in 0.3.1 0.2.1; do
   dir="$HOME/.cache/selfalign/evalplus-$v"
   [ -d "$dir/evalplus" ] || python3 -m pip install -q --disable-pip-version-check --no-deps --target "$dir" "evalplus==$v"
 done
+# lcb_runner, as nvidia-livecodebench packages it, for the LiveCodeBench prompt cross-check tests:
+# without its dependencies (API clients this project does not use).
+lcb_dir="$HOME/.cache/selfalign/nvidia-livecodebench-26.3"
+[ -d "$lcb_dir/livecodebench" ] || python3 -m pip install -q --disable-pip-version-check --no-deps --target "$lcb_dir" "nvidia-livecodebench==26.3"
 need_apt=()
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)   # Pyright (dev) runs on Node

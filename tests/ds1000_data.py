@@ -1,0 +1,133 @@
+"""Small DS-1000 problems in its current release format (xlangai/DS-1000 `test.jsonl`): the three
+prompt shapes (two `<code>` blocks, a function to complete, Matplotlib's "# SOLUTION START"), a
+`test_string` check, and a library the sandbox image lacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_CONTEXT = '''import numpy as np
+import copy
+import tokenize, io
+
+
+def generate_test_case(test_case_id):
+    def define_test_input(test_case_id):
+        if test_case_id == 1:
+            a = np.array([[1, 2], [3, 4]])
+        elif test_case_id == 2:
+            a = np.arange(12).reshape(3, 4)
+        return a
+
+    def generate_ans(data):
+        a = data
+        result = a.sum(axis=0)
+        return result
+
+    test_input = define_test_input(test_case_id)
+    expected_result = generate_ans(copy.deepcopy(test_input))
+    return test_input, expected_result
+
+
+def exec_test(result, ans):
+    np.testing.assert_array_equal(result, ans)
+    return 1
+
+
+exec_context = r"""
+import numpy as np
+a = test_input
+[insert]
+"""
+
+
+def test_execution(solution: str):
+    code = exec_context.replace("[insert]", solution)
+    for i in range(2):
+        test_input, expected_result = generate_test_case(i + 1)
+        test_env = {"test_input": test_input}
+        exec(code, test_env)
+        assert exec_test(test_env["result"], expected_result)
+
+
+def test_string(solution: str):
+    tokens = []
+    for token in tokenize.tokenize(io.BytesIO(solution.encode("utf-8")).readline):
+        tokens.append(token.string)
+    assert "while" not in tokens
+'''
+
+_FUNCTION_CONTEXT = '''import numpy as np
+import copy
+
+
+def generate_test_case(test_case_id):
+    a = np.array([3, 1, 2]) * test_case_id
+    return a, np.sort(a)
+
+
+def exec_test(result, ans):
+    np.testing.assert_array_equal(result, ans)
+    return 1
+
+
+exec_context = r"""
+import numpy as np
+a = test_input
+def f(a):
+[insert]
+result = f(a)
+"""
+
+
+def test_execution(solution: str):
+    code = exec_context.replace("[insert]", solution)
+    for i in range(2):
+        test_input, expected_result = generate_test_case(i + 1)
+        test_env = {"test_input": test_input}
+        exec(code, test_env)
+        assert exec_test(test_env["result"], expected_result)
+'''
+
+_PANDAS_CONTEXT = '''import pandas as pd
+
+
+def test_execution(solution: str):
+    exec(solution, {"pd": pd})
+'''
+
+ROWS = [
+    {"prompt": ("Problem:\nI have a 2D numpy array\na = np.array([[1, 2], [3, 4]])\n"
+                "How do I sum each column?\n\nA:\n<code>\nimport numpy as np\na = np.array([[1, 2], [3, 4]])\n</code>\n"
+                "result = ... # put solution in this variable\nBEGIN SOLUTION\n<code>\n"),
+     "reference_code": "result = a.sum(axis=0)\n",
+     "metadata": {"problem_id": 291, "library_problem_id": 0, "library": "Numpy", "test_case_cnt": 2,
+                  "perturbation_type": "Origin", "perturbation_origin_id": 0},
+     "code_context": _CONTEXT},
+    {"prompt": ("Problem:\nSort an array.\n\nA:\n<code>\nimport numpy as np\nexample_a = np.array([3, 1, 2])\n"
+                "def f(a = example_a):\n    # return the solution in this function\n    # result = f(a)\n"
+                "    ### BEGIN SOLUTION"),
+     "reference_code": "    return np.sort(a)\n",
+     "metadata": {"problem_id": 292, "library_problem_id": 1, "library": "Numpy", "test_case_cnt": 2,
+                  "perturbation_type": "Surface", "perturbation_origin_id": 0},
+     "code_context": _FUNCTION_CONTEXT},
+    {"prompt": "import numpy as np\nimport matplotlib.pyplot as plt\n\nx = np.arange(10)\n\n# plot x\n"
+               "# SOLUTION START\n",
+     "reference_code": "plt.plot(x)\n",
+     "metadata": {"problem_id": 510, "library_problem_id": 0, "library": "Matplotlib", "test_case_cnt": 1,
+                  "perturbation_type": "Origin", "perturbation_origin_id": 510},
+     "code_context": "import matplotlib\n\ndef test_execution(solution: str):\n    exec(solution, {})\n"},
+    {"prompt": "Problem:\nMake a frame.\n\nA:\n<code>\nimport pandas as pd\n</code>\nresult = ... # put solution in "
+               "this variable\nBEGIN SOLUTION\n<code>\n",
+     "reference_code": "result = pd.DataFrame()\n",
+     "metadata": {"problem_id": 0, "library_problem_id": 0, "library": "Pandas", "test_case_cnt": 1,
+                  "perturbation_type": "Origin", "perturbation_origin_id": 0},
+     "code_context": _PANDAS_CONTEXT},
+]
+
+
+def write(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    return path

@@ -1,0 +1,386 @@
+"""The model card's nine numbers from one command, and the LiveCodeBench and DS-1000 evals
+that `trainer eval` runs.
+
+Each benchmark keeps the card's settings as its defaults (`CARD`): the sampling the authors
+used, the numbers the card reports. Generated samples are saved beside the output as they are
+made, with the settings that made them (`samples_meta`), and a run started again generates only
+what is missing; samples made another way are refused, never scored as this run's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CardRow:
+    key: str               # how `--suite card` names it
+    benchmark: str         # `trainer eval --benchmark`
+    scenario: str          # LiveCodeBench's scenario, else ""
+    metric: str            # where the number is in the result: "pass@1" or "plus.pass@1"
+    card: float            # the model card's number
+    n_samples: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+
+CARD = (
+    CardRow("humaneval", "humaneval+", "", "base.pass@1", 72.6, 1, 0.0, 1.0, 512),
+    CardRow("humaneval+", "humaneval+", "", "plus.pass@1", 63.4, 1, 0.0, 1.0, 512),
+    CardRow("mbpp", "mbpp+", "", "base.pass@1", 75.2, 1, 0.0, 1.0, 512),
+    CardRow("mbpp+", "mbpp+", "", "plus.pass@1", 61.2, 1, 0.0, 1.0, 512),
+    CardRow("lcb-codegeneration", "livecodebench", "codegeneration", "pass@1", 20.4, 10, 0.2, 0.95, 1200),
+    CardRow("lcb-selfrepair", "livecodebench", "selfrepair", "pass@1", 20.9, 10, 0.2, 0.95, 1200),
+    CardRow("lcb-testoutputprediction", "livecodebench", "testoutputprediction", "pass@1", 29.8, 10, 0.2, 0.95, 1200),
+    CardRow("lcb-codeexecution", "livecodebench", "codeexecution", "pass@1", 28.1, 10, 0.2, 0.95, 1200),
+    CardRow("ds1000", "ds1000", "", "pass@1", 40.6, 40, 0.2, 0.95, 1024),
+)
+
+
+def card_defaults(benchmark: str, scenario: str = "") -> CardRow | None:
+    for row in CARD:
+        if row.benchmark == benchmark and row.scenario == scenario:
+            return row
+    return None
+
+
+def metric_of(result: dict, metric: str) -> float | None:
+    value = result
+    for part in metric.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+# -- generation with resume ---------------------------------------------------------------------
+
+def raw_completions(path: str) -> dict[str, list[str]]:
+    """Rows {"task_id", "completion"}, several per task for n > 1, in order."""
+    from trainer.evaluate import read_samples
+
+    return {task: [s.text for s in rows] for task, rows in read_samples(path).items()}
+
+
+def _append(path: Path, made: dict[str, list[str]]) -> None:
+    with open(path, "a") as f:
+        for task_id, texts in made.items():
+            for text in texts:
+                f.write(json.dumps({"task_id": task_id, "completion": text}) + "\n")
+
+
+def generate_resumable(path: Path, settings: dict, tasks: list, wanted: dict[str, int], make_engine, generate,
+                       chunk: int) -> dict[str, list[str]]:
+    """Samples for `tasks` (objects with `task_id`), `wanted[task_id]` each, saved to `path` as
+    they are made; those already there (made with the same `settings`) are kept."""
+    from trainer.__main__ import check_samples_file, samples_meta
+
+    check_samples_file(path, settings)
+    done = raw_completions(str(path)) if path.exists() and path.stat().st_size else {}
+    todo = [t for t in tasks if len(done.get(t.task_id, [])) < wanted[t.task_id]]
+    for t in todo:   # a task cut short is made again whole: its samples come from one request
+        done.pop(t.task_id, None)
+    if done and len(todo) < len(tasks):
+        print(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} tasks already have samples in {path}, made by "
+              f"{settings['model']}", file=sys.stderr)
+    if todo:
+        kept = {t.task_id: done[t.task_id] for t in tasks if t.task_id in done}
+        path.write_text("")
+        _append(path, kept)
+        engine = make_engine()
+        if getattr(engine, "dtype", None):
+            settings["dtype"] = engine.dtype
+        samples_meta(path).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            made = generate(engine, part)
+            _append(path, made)
+            done.update(made)
+            print(f"generated {min(start + len(part), len(todo))}/{len(todo)} tasks", file=sys.stderr)
+    return {t.task_id: done[t.task_id][:wanted[t.task_id]] for t in tasks}
+
+
+# -- LiveCodeBench --------------------------------------------------------------------------------
+
+def eval_livecodebench(args, engine_holder: dict | None = None) -> dict:
+    """`trainer eval --benchmark livecodebench`: one scenario, scored; self repair without
+    `--codegen-results` runs code generation first (its result is written beside the output)."""
+    from benchmarks.livecodebench import load
+    from executor.embedded import connect
+    from trainer import livecodebench as lcb
+
+    scenario = args.scenario or "codegeneration"
+    bench = load(scenario, args.release, args.data_file, args.start_date, args.end_date, args.data_revision)
+    if args.limit:
+        bench.problems[:] = bench.problems[: args.limit]
+    if not bench.problems:
+        raise ValueError(f"LiveCodeBench {scenario}: no problems in {bench.source} for this release and window")
+    targets = [t for item in args.executor for t in item.split(",") if t]
+    row = card_defaults("livecodebench", scenario)
+    assert row is not None
+    n = args.n_samples or row.n_samples
+    temperature = row.temperature if args.temperature is None else args.temperature
+    top_p = row.top_p if args.top_p is None else args.top_p
+    max_new_tokens = args.max_new_tokens or row.max_new_tokens
+    from executor.embedded import check_executor
+
+    check_executor(targets)   # before any generation: an executor that is down costs seconds, not the run
+    codegen = None
+    settings = None
+    if args.completions:
+        samples = raw_completions(args.completions)
+        wanted_ids = {p.task_id for p in bench.problems}
+        samples = {k: v for k, v in samples.items() if k in wanted_ids} if args.limit else samples
+    else:
+        if not args.model:
+            raise ValueError("give --model or --completions")
+        if scenario == "selfrepair":
+            codegen = _codegen_results(args)
+        engine = _engine_factory(args, engine_holder)
+        settings = _settings(args, f"livecodebench-{scenario}", bench.data_hash, n, temperature, top_p,
+                             max_new_tokens)
+        if codegen is not None:
+            settings["codegen_results"] = codegen["_digest"]
+        wanted = {p.task_id: n for p in bench.problems}
+        if codegen is not None:
+            counts: dict[str, int] = {}
+            for r in codegen["samples"]:
+                counts[r["task_id"]] = counts.get(r["task_id"], 0) + 1
+            wanted = {p.task_id: counts.get(p.task_id, 0) for p in bench.problems}
+
+        def generate(eng, part):
+            return lcb.generate(bench, eng, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                                codegen=codegen, problems=part)
+
+        samples = generate_resumable(_samples_path(args), settings, bench.problems, wanted, engine, generate,
+                                     args.generation_chunk)
+    with connect(targets) as client:
+        result = lcb.score(bench, samples, client, progress=not args.no_progress)
+    if settings is not None:
+        result["generation"] = settings
+    return result
+
+
+def _codegen_results(args) -> dict:
+    """The code-generation results self repair starts from: `--codegen-results`, or made now."""
+    import copy
+    import hashlib
+
+    path = Path(args.codegen_results) if args.codegen_results else \
+        Path(str(Path(args.output).with_suffix("")) + ".codegeneration.json")
+    if not args.codegen_results and not path.exists():
+        print(f"self repair: running code generation first ({path})", file=sys.stderr)
+        sub = copy.copy(args)
+        sub.scenario, sub.output, sub.save_completions = "codegeneration", str(path), None
+        result = eval_livecodebench(sub, getattr(args, "_engine_holder", None))
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    if not path.exists():
+        raise FileNotFoundError(f"--codegen-results {path}: no such file")
+    result = json.loads(path.read_text())
+    if result.get("scenario") != "codegeneration" or "samples" not in result:
+        raise ValueError(f"{path} is not a LiveCodeBench code-generation result "
+                         "(trainer eval --scenario codegeneration)")
+    result["_digest"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return result
+
+
+def _samples_path(args) -> Path:
+    return Path(args.save_completions or str(Path(args.output).with_suffix("")) + ".samples.jsonl")
+
+
+def _settings(args, benchmark: str, data_hash: str, n: int, temperature: float, top_p: float,
+              max_new_tokens: int) -> dict:
+    from trainer.evaluate import resolve_backend
+
+    local = Path(args.model).expanduser()
+    return {"model": str(local.resolve()) if local.exists() else args.model,
+            "backend": resolve_backend(args.backend)[0], "n_samples": n, "temperature": temperature,
+            "top_p": top_p, "max_new_tokens": max_new_tokens, "benchmark": benchmark, "data": data_hash, "seed": 0,
+            "engine_options": {k: v for k, v in sorted(_options(args).items()) if k != "api_key"}}
+
+
+def _options(args) -> dict:
+    from trainer.__main__ import engine_args
+
+    options = engine_args(args.engine_arg)
+    if args.base_url:
+        options["base_url"] = args.base_url
+    return options
+
+
+def _engine_factory(args, holder: dict | None):
+    """A function that makes the backend once (and, in a suite, once for all benchmarks)."""
+    from trainer.evaluate import make_engine, resolve_backend
+
+    holder = holder if holder is not None else {}
+    args._engine_holder = holder
+
+    def make():
+        if "engine" not in holder:
+            backend = resolve_backend(args.backend)[0]
+            if backend == "openai" and args.base_url:
+                from generator.backends.openai import check_server
+
+                check_server(args.base_url)
+            holder["engine"] = make_engine(args.model, backend, _options(args))
+        return holder["engine"]
+    return make
+
+
+# -- DS-1000 ------------------------------------------------------------------------------------------
+
+def eval_ds1000(args, engine_holder: dict | None = None) -> dict:
+    """`trainer eval --benchmark ds1000`."""
+    from benchmarks.ds1000 import load
+    from executor.embedded import check_executor, connect
+    from trainer import ds1000
+
+    bench = load(args.data_file, args.data_revision)
+    if args.limit:
+        bench.problems[:] = bench.problems[: args.limit]
+    targets = [t for item in args.executor for t in item.split(",") if t]
+    check_executor(targets)
+    row = card_defaults("ds1000")
+    assert row is not None
+    n = args.n_samples or row.n_samples
+    temperature = row.temperature if args.temperature is None else args.temperature
+    top_p = row.top_p if args.top_p is None else args.top_p
+    max_new_tokens = args.max_new_tokens or row.max_new_tokens
+    settings = None
+    if args.completions:
+        samples = raw_completions(args.completions)
+        wanted_ids = {p.task_id for p in bench.problems}
+        samples = {k: v for k, v in samples.items() if k in wanted_ids} if args.limit else samples
+    else:
+        if not args.model:
+            raise ValueError("give --model or --completions")
+        settings = _settings(args, "ds1000", bench.data_hash, n, temperature, top_p, max_new_tokens)
+
+        def generate(eng, part):
+            return ds1000.generate(bench, eng, part, n=n, temperature=temperature, top_p=top_p,
+                                   max_new_tokens=max_new_tokens)
+
+        samples = generate_resumable(_samples_path(args), settings, bench.problems,
+                                     {p.task_id: n for p in bench.problems}, _engine_factory(args, engine_holder),
+                                     generate, args.generation_chunk)
+    with connect(targets) as client:
+        result = ds1000.score(bench, samples, client, progress=not args.no_progress)
+    if settings is not None:
+        result["generation"] = settings
+    return result
+
+
+# -- the card -------------------------------------------------------------------------------------------
+
+def _find(data_dir: Path | None, patterns: tuple[str, ...]) -> str | None:
+    if data_dir is None:
+        return None
+    for pattern in patterns:
+        found = sorted(data_dir.glob(pattern))
+        if found:
+            return str(found[0])
+    return None
+
+
+SUITE_FILES = {
+    "humaneval+": ("HumanEvalPlus*.jsonl*", "humaneval+*.jsonl*"),
+    "mbpp+": ("MbppPlus*.jsonl*", "mbpp+*.jsonl*"),
+    "codegeneration": ("livecodebench-codegeneration*.jsonl", "code_generation*.jsonl", "test.jsonl"),
+    "testoutputprediction": ("livecodebench-testoutputprediction*", "test_generation*"),
+    "codeexecution": ("livecodebench-codeexecution*", "execution*"),
+    "ds1000": ("ds1000*.jsonl*", "DS-1000*.jsonl*"),
+}
+
+
+def run_suite(args) -> int:
+    """All nine, each with the card's settings; each benchmark's result is kept beside the
+    output (`OUTPUT-without-suffix.KEY.json`) and reused when the suite is run again."""
+    import copy
+
+    from trainer.__main__ import cmd_eval
+
+    if not (args.model or args.completions is None):
+        raise ValueError("--suite card takes --model (completions are per benchmark: use --benchmark)")
+    if not args.model:
+        raise ValueError("--suite card needs --model")
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise FileNotFoundError(f"--data-dir {data_dir}: no such folder")
+    stem = str(Path(args.output).with_suffix(""))
+    holder: dict = {}
+    results: dict[str, dict] = {}
+    runs = [("humaneval+", "humaneval+", ""), ("mbpp+", "mbpp+", ""),
+            ("lcb-codegeneration", "livecodebench", "codegeneration"),
+            ("lcb-selfrepair", "livecodebench", "selfrepair"),
+            ("lcb-testoutputprediction", "livecodebench", "testoutputprediction"),
+            ("lcb-codeexecution", "livecodebench", "codeexecution"), ("ds1000", "ds1000", "")]
+    for key, benchmark, scenario in runs:
+        path = Path(f"{stem}.{key}.json")
+        if path.exists():
+            done = json.loads(path.read_text())
+            if done.get("generation", {}).get("model") == _settings(args, "", "", 0, 0, 0, 0)["model"]:
+                print(f"card: {key} already scored ({path})", file=sys.stderr)
+                results[key] = done
+                continue
+        row = card_defaults(benchmark, scenario) if benchmark in ("livecodebench", "ds1000") else \
+            next(r for r in CARD if r.benchmark == benchmark)
+        assert row is not None
+        sub = copy.copy(args)
+        sub.suite, sub.benchmark, sub.scenario, sub.output = None, benchmark, scenario or None, str(path)
+        sub.save_completions = None
+        sub.n_samples = args.n_samples or row.n_samples
+        sub.temperature = row.temperature if args.temperature is None else args.temperature
+        sub.top_p = row.top_p if args.top_p is None else args.top_p
+        sub.max_new_tokens = args.max_new_tokens or row.max_new_tokens
+        sub.data_file = _find(data_dir, SUITE_FILES[scenario or benchmark])
+        if benchmark in ("humaneval+", "mbpp+") and sub.data_file is None:
+            raise FileNotFoundError(f"--suite card: no {benchmark} file in --data-dir (EvalPlus's "
+                                    f"{'HumanEvalPlus-v0.1.9' if benchmark == 'humaneval+' else 'MbppPlus-v0.1.0'}"
+                                    ".jsonl.gz, the card's)")
+        if scenario == "selfrepair":
+            sub.data_file = _find(data_dir, SUITE_FILES["codegeneration"])
+            sub.codegen_results = f"{stem}.lcb-codegeneration.json"
+        print(f"card: {key}", file=sys.stderr)
+        if benchmark == "livecodebench":
+            result = eval_livecodebench(sub, holder)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+        elif benchmark == "ds1000":
+            result = eval_ds1000(sub, holder)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+        else:
+            sub.prompt_style, sub.canonical, sub.completions = "original", None, None
+            sub.top_p = None
+            code = cmd_eval(sub)
+            if code:
+                return code
+            result = json.loads(path.read_text())
+        results[key] = result
+    table = []
+    for row in CARD:
+        run_key = {"humaneval": "humaneval+", "mbpp": "mbpp+"}.get(row.key, row.key)
+        value = metric_of(results.get(run_key, {}), row.metric)
+        ours = None if value is None else round(100 * value, 1)
+        table.append({"benchmark": row.key, "ours": ours, "card": row.card,
+                      "difference": None if ours is None else round(ours - row.card, 1)})
+    mbpp_tasks = results.get("mbpp+", {}).get("problems")
+    notes = []
+    if mbpp_tasks is not None and mbpp_tasks != 399:
+        notes.append(f"MBPP+ has {mbpp_tasks} tasks here; the card's MBPP numbers are over MBPP+ v0.1.0's 399")
+    skipped = results.get("ds1000", {}).get("skipped") or {}
+    if skipped:
+        notes.append(f"DS-1000: {len(skipped)} problems skipped (their library is not in the executor's image)")
+    summary = {"model": args.model, "table": table, "notes": notes,
+               "results": {k: str(Path(f"{stem}.{k}.json")) for k in results}}
+    Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{'benchmark':<26}{'ours':>8}{'card':>8}{'diff':>8}")
+    for t in table:
+        ours = "-" if t["ours"] is None else f"{t['ours']:.1f}"
+        diff = "-" if t["difference"] is None else f"{t['difference']:+.1f}"
+        print(f"{t['benchmark']:<26}{ours:>8}{t['card']:>8.1f}{diff:>8}")
+    for note in notes:
+        print(f"note: {note}")
+    return 0
