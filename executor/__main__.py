@@ -22,6 +22,9 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sandbox-base", default=None,
                    help="base image for the sandbox: 'offline' (debootstrap) or an image such as "
                         "python:3.11-slim (default: offline when debootstrap is usable)")
+    p.add_argument("--sandbox-profile", choices=("default", "ds1000"), default="default",
+                   help="default: Python and NumPy; ds1000: plus DS-1000's libraries (pandas, SciPy, "
+                        "scikit-learn, Matplotlib, PyTorch, TensorFlow), built from wheels the first time")
     p.add_argument("--runtime", default=None, help="Docker runtime for sandboxes, e.g. runsc (gVisor)")
     # One flag per ServerLimits field, its default taken from the dataclass (the older short
     # names stay as aliases).
@@ -52,7 +55,7 @@ def _server_config(args, host: str, port: int) -> ServerConfig:
                                  max_output_bytes=max(limits.max_output_bytes, limits.default_output_bytes))
     return ServerConfig(
         host=host, port=port, pool_size=args.pool_size, isolation=args.isolation, limits=limits,
-        sandbox_base=args.sandbox_base, runtime=args.runtime,
+        sandbox_base=args.sandbox_base, sandbox_profile=args.sandbox_profile, runtime=args.runtime,
     )
 
 
@@ -167,9 +170,9 @@ def cmd_info(args) -> int:
 def cmd_build_image(args) -> int:
     import docker
 
-    from executor.image import ensure_sandbox_image
+    from executor.image import ensure_image
 
-    tag = ensure_sandbox_image(docker.from_env(timeout=600), args.base)
+    tag = ensure_image(docker.from_env(timeout=600), args.base, args.profile)
     print(tag)
     return 0
 
@@ -238,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("build-image", help="build the sandbox image (offline or from a registry)")
     p.add_argument("--base", default=None, help="'offline' or a base image (default: auto)")
+    p.add_argument("--profile", choices=("default", "ds1000"), default="default",
+                   help="ds1000: the sandbox image plus DS-1000's libraries")
     p.set_defaults(func=cmd_build_image)
 
     p = sub.add_parser("bench", help="throughput benchmark on HumanEval programs")

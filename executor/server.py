@@ -23,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from executor import __version__
-from executor.image import ensure_sandbox_image
+from executor.image import ensure_image
 from executor.jobs import SERVICE_NAME, ExecutionResult, Limits, Program
 from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
 from executor.listener import ListenerLimits, fit_connection_caps, raise_fd_limit
@@ -53,6 +53,7 @@ class ServerConfig:
     isolation: str = "pooled"
     limits: ServerLimits = field(default_factory=ServerLimits)
     sandbox_base: str | None = None
+    sandbox_profile: str = "default"      # "ds1000": the image with DS-1000's libraries
     runtime: str | None = None
     cpus_per_sandbox: float = 1.0
     pids_limit: int = 128
@@ -486,7 +487,7 @@ class ExecutorServer:
             self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
             instance=cfg.instance or f"server-{cfg.port}",
             on_result=self._record, on_engine_change=self._set_health,
-            image_provider=lambda client: ensure_sandbox_image(client, cfg.sandbox_base),
+            image_provider=lambda client: ensure_image(client, cfg.sandbox_base, cfg.sandbox_profile),
         )
         interceptors: list[grpc.ServerInterceptor] = [_TokenAuth(cfg.token)] if cfg.token else []
         # Every open stream and every unary Execute holds one worker while it runs; both are

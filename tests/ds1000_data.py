@@ -91,10 +91,105 @@ def test_execution(solution: str):
 '''
 
 _PANDAS_CONTEXT = '''import pandas as pd
+import copy
+
+
+def generate_test_case(test_case_id):
+    df = pd.DataFrame({"a": [3, 1, 2], "b": ["x", "y", "z"]})
+    return df, df.sort_values("a").reset_index(drop=True)
+
+
+def exec_test(result, ans):
+    try:
+        pd.testing.assert_frame_equal(result, ans, check_dtype=False)
+        return 1
+    except Exception:
+        return 0
+
+
+exec_context = r"""
+import pandas as pd
+df = test_input
+[insert]
+"""
 
 
 def test_execution(solution: str):
-    exec(solution, {"pd": pd})
+    code = exec_context.replace("[insert]", solution)
+    for i in range(1):
+        test_input, expected_result = generate_test_case(i + 1)
+        test_env = {"test_input": test_input}
+        exec(code, test_env)
+        assert exec_test(test_env["result"], expected_result)
+'''
+
+_TORCH_CONTEXT = '''import torch
+
+
+def generate_test_case(test_case_id):
+    a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    return a, a.t().contiguous()
+
+
+def exec_test(result, ans):
+    assert isinstance(result, torch.Tensor) and result.dtype == ans.dtype
+    torch.testing.assert_close(result, ans)
+    return 1
+
+
+exec_context = r"""
+import torch
+a = test_input
+[insert]
+"""
+
+
+def test_execution(solution: str):
+    code = exec_context.replace("[insert]", solution)
+    test_input, expected_result = generate_test_case(1)
+    test_env = {"test_input": test_input}
+    exec(code, test_env)
+    assert exec_test(test_env["result"], expected_result)
+'''
+
+_TF_CONTEXT = '''import tensorflow as tf
+
+
+def generate_test_case(test_case_id):
+    a = tf.constant([[1, 2], [3, 4]], dtype=tf.int32)
+    return a, tf.reduce_sum(a, axis=1)
+
+
+def exec_test(result, ans):
+    assert tf.is_tensor(result) and result.dtype == ans.dtype
+    assert tf.reduce_all(result == ans)
+    return 1
+
+
+exec_context = r"""
+import tensorflow as tf
+a = test_input
+[insert]
+"""
+
+
+def test_execution(solution: str):
+    code = exec_context.replace("[insert]", solution)
+    test_input, expected_result = generate_test_case(1)
+    test_env = {"test_input": test_input}
+    exec(code, test_env)
+    assert exec_test(test_env["result"], expected_result)
+'''
+
+_PLOT_CONTEXT = '''import matplotlib
+import matplotlib.pyplot as plt
+
+
+def test_execution(solution: str):
+    exec_context = "import numpy as np\\nimport matplotlib.pyplot as plt\\nx = np.arange(10)\\n[insert]\\n"
+    exec(exec_context.replace("[insert]", solution), {})
+    ax = plt.gca()
+    assert len(ax.get_lines()) == 1
 '''
 
 ROWS = [
@@ -117,13 +212,25 @@ ROWS = [
      "reference_code": "plt.plot(x)\n",
      "metadata": {"problem_id": 510, "library_problem_id": 0, "library": "Matplotlib", "test_case_cnt": 1,
                   "perturbation_type": "Origin", "perturbation_origin_id": 510},
-     "code_context": "import matplotlib\n\ndef test_execution(solution: str):\n    exec(solution, {})\n"},
+     "code_context": _PLOT_CONTEXT},
     {"prompt": "Problem:\nMake a frame.\n\nA:\n<code>\nimport pandas as pd\n</code>\nresult = ... # put solution in "
                "this variable\nBEGIN SOLUTION\n<code>\n",
-     "reference_code": "result = pd.DataFrame()\n",
+     "reference_code": "result = df.sort_values('a').reset_index(drop=True)\n",
      "metadata": {"problem_id": 0, "library_problem_id": 0, "library": "Pandas", "test_case_cnt": 1,
                   "perturbation_type": "Origin", "perturbation_origin_id": 0},
      "code_context": _PANDAS_CONTEXT},
+    {"prompt": "Problem:\nTranspose a tensor.\n\nA:\n<code>\nimport torch\na = load_data()\n</code>\n"
+               "result = ... # put solution in this variable\nBEGIN SOLUTION\n<code>\n",
+     "reference_code": "result = a.t()\n",
+     "metadata": {"problem_id": 932, "library_problem_id": 0, "library": "Pytorch", "test_case_cnt": 1,
+                  "perturbation_type": "Origin", "perturbation_origin_id": 932},
+     "code_context": _TORCH_CONTEXT},
+    {"prompt": "Problem:\nSum rows.\n\nA:\n<code>\nimport tensorflow as tf\na = load_data()\n</code>\nresult = ... # "
+               "put solution in this variable\nBEGIN SOLUTION\n<code>\n",
+     "reference_code": "result = tf.reduce_sum(a, axis=1)\n",
+     "metadata": {"problem_id": 664, "library_problem_id": 0, "library": "Tensorflow", "test_case_cnt": 1,
+                  "perturbation_type": "Semantic", "perturbation_origin_id": 664},
+     "code_context": _TF_CONTEXT},
 ]
 
 

@@ -267,7 +267,11 @@ def eval_ds1000(args, engine_holder: dict | None = None) -> dict:
         samples = generate_resumable(_samples_path(args), settings, bench.problems,
                                      {p.task_id: n for p in bench.problems}, _engine_factory(args, engine_holder),
                                      generate, args.generation_chunk)
-    with connect(targets) as client:
+    from executor.server import ServerConfig
+
+    # Embedded: the data-science profile (built the first time); a remote executor runs what it
+    # was started with, and problems whose library it lacks are skipped and listed.
+    with connect(targets, server_config=ServerConfig(port=0, instance=None, sandbox_profile="ds1000")) as client:
         result = ds1000.score(bench, samples, client, progress=not args.no_progress)
     if settings is not None:
         result["generation"] = settings

@@ -8,14 +8,22 @@ and top_p 0.95, cut at the first fence; graded by DS-1000's own test program in 
   following problem" with the code prefix.
 - **Answer.** DS-1000's postprocess (its `test_ds1000.py`): up to `</code>`, without
   "```python", up to the next fence, up to "END SOLUTION", without `<code>`.
-- **Grading.** DS-1000's test program (`code_context`, then `test_execution(code)` and
-  `test_string(code)` where defined) runs in the sandbox, with DS-1000's 120 s limit; it passes
-  when it exits 0. Its checks compare the solution's objects (arrays, frames, tensors, figures)
-  in the process that made them, so this verdict is decided in the sandbox, next to the answer:
-  every result says so (`judged_in_sandbox`). The integrity issue's split (outputs reported,
-  compared elsewhere) is not done for DS-1000 yet.
-- **Libraries.** Problems whose library the executor's image lacks are not run: they are listed
-  with the reason and left out of the score, never counted as failures.
+- **Grading.** DS-1000's test (`code_context`: `test_execution(code)`, then `test_string(code)`
+  where defined) decides, with DS-1000's 120 s limit, in the sandbox but out of the answer's
+  reach: the test runs in a judge process (`trainer.harness`, mode `ds1000`), and each
+  `exec(code, test_env)` it makes runs the answer in a fresh child process, which sends back the
+  values the answer left (`result`...). The judge is not dumpable (the child, same user, cannot
+  read its memory or descriptors) and reads those values with an unpickler that builds NumPy,
+  pandas, SciPy-sparse, scikit-learn and plain values only; PyTorch and TensorFlow tensors come
+  back as arrays with their dtype and are rebuilt by the judge. A value it refuses is missing,
+  so the test fails, and the result names it.
+- **Matplotlib** problems check the figure that the answer drew, in the answer's process
+  (pyplot's state does not travel); they run DS-1000's program whole in the sandbox and are
+  listed under `judged_in_sandbox`.
+- **Libraries.** The data-science sandbox profile (`executor build-image --profile ds1000`) has
+  them; an embedded executor uses it. Problems whose library the executor's image lacks are
+  not run: they are listed with the reason and left out of the score, never counted as
+  failures.
 """
 
 from __future__ import annotations
@@ -135,10 +143,20 @@ def available_libraries(client) -> dict[str, str]:
             f"({found.get(mod)})" for lib, mod in MODULES.items()}
 
 
+def judged_in_sandbox(problem: Problem) -> bool:
+    return problem.library == "Matplotlib"
+
+
 def test_program(problem: Problem, answer: str, key: str) -> Program:
-    """DS-1000's test program for one answer, run by the harness: it reports `done` only when
-    the program ran to its end (an early exit, or `exit()`, is not a pass)."""
-    case = {"mode": "program", "program": problem.test_program(postprocess(answer))}
+    """The check of one answer: DS-1000's test in the judge, the answer in a child (see above);
+    Matplotlib's, DS-1000's program whole. Either reports `done` only when the test ran to its
+    end (an early exit, or `exit()`, is not a pass)."""
+    solution = postprocess(answer)
+    if judged_in_sandbox(problem):
+        case = {"mode": "program", "program": problem.test_program(solution)}
+    else:
+        case = {"mode": "ds1000", "code_context": problem.code_context, "solution": solution,
+                "time_limit": TIMEOUT_S - 5}
     return Program(harness.source(), id=key, stdin=base64.b64encode(pickle.dumps(case)),
                    limits=Limits(timeout_s=TIMEOUT_S, memory_mb=4096))
 
@@ -156,8 +174,9 @@ def verdict(stdout: bytes, truncated: bool, exit_ok: bool) -> tuple[bool, str]:
     if report.events == [["done"]] and exit_ok:
         return True, ""
     for event in report.events:
-        if event[:1] == ["error"] and len(event) == 4:
-            return False, f"{event[2]}: {event[3]}"
+        if event[:1] == ["error"] and len(event) >= 4:
+            refused = f" (values refused: {'; '.join(map(str, event[4]))})" if len(event) > 4 and event[4] else ""
+            return False, f"{event[2]}: {event[3]}{refused}"
     return False, "the test program did not run to its end"
 
 
@@ -210,10 +229,11 @@ def score(bench: DS1000, samples: dict[str, list[str]], client, concurrency: int
 
     return {
         "benchmark": "ds1000", "data": {"source": bench.source, "sha256_16": bench.data_hash},
-        "grader": "DS-1000's own test programs (code_context, test_execution, test_string)",
-        "verdicts": "decided in the sandbox by DS-1000's test program (see judged_in_sandbox)",
-        "judged_in_sandbox": {p.task_id: "DS-1000 compares the answer's objects where they were made"
-                              for p in run},
+        "grader": "DS-1000's own tests (code_context: test_execution, test_string)",
+        "verdicts": "decided by DS-1000's test in a judge process the answer's process cannot reach",
+        "judged_in_sandbox": {p.task_id: "Matplotlib: the test inspects the figure in the answer's process"
+                              for p in run if judged_in_sandbox(p)},
+        "sandbox_image": sorted({r.sandbox_image for r in results.values() if r.sandbox_image}),
         "skipped": skipped,
         "problems": len(run), "samples_per_problem": min(n.values(), default=0), **mean(run),
         "by_library": {lib: mean([p for p in run if p.library == lib]) for lib in sorted({p.library for p in run})},

@@ -487,6 +487,251 @@ def run_program(case: dict, channel: _Channel) -> None:
     channel.send(["done"])
 
 
+# -- DS-1000: the test in one process, the answer in another ---------------------------------
+
+# The candidate's side: a fresh interpreter that runs one `exec(code, env)` of DS-1000's test and
+# sends back the environment's values, each pickled on its own (PyTorch and TensorFlow tensors as
+# tagged NumPy arrays, since their own pickles may run code when loaded), length-prefixed on a
+# private copy of its standard output.
+CANDIDATE = r"""
+import builtins, os, pickle, struct, sys
+out = os.dup(1)
+os.dup2(2, 1)
+code, env = pickle.loads(sys.stdin.buffer.read())
+builtins.exit = builtins.quit = None
+
+def portable(x, depth=0):
+    kind = type(x).__module__.split(".")[0]
+    if depth < 20 and type(x) in (list, tuple):
+        return type(x)(portable(i, depth + 1) for i in x)
+    if depth < 20 and type(x) is dict:
+        return {k: portable(v, depth + 1) for k, v in x.items()}
+    if kind == "torch" and type(x).__name__ in ("Tensor", "Parameter"):
+        t = x.detach().cpu()
+        dtype = str(t.dtype)
+        if dtype == "torch.bfloat16":
+            t = t.float()
+        return ("__selfalign_tensor__", "torch", type(x).__name__, dtype, t.numpy(), bool(x.requires_grad))
+    if kind in ("tensorflow", "keras") and hasattr(x, "numpy") and hasattr(x, "dtype"):
+        name = "Variable" if "Variable" in type(x).__name__ else "Tensor"
+        return ("__selfalign_tensor__", "tensorflow", name, x.dtype.name, x.numpy(), False)
+    return x
+
+try:
+    exec(compile(code, "<answer>", "exec"), env)
+    status = ["ok"]
+except BaseException as exc:
+    try:
+        text = repr(exc)[:300]
+    except BaseException:
+        text = type(exc).__name__
+    status = ["error", type(exc).__name__, text]
+values = {}
+if status[0] == "ok":
+    for key, value in list(env.items()):
+        if key == "__builtins__" or not isinstance(key, str):
+            continue
+        try:
+            values[key] = pickle.dumps(portable(value), protocol=4)
+        except BaseException:
+            pass
+blob = pickle.dumps((status, values), protocol=4)
+data = struct.pack(">Q", len(blob)) + blob
+while data:
+    data = data[os.write(out, data):]
+os._exit(0)
+"""
+
+# What the judge lets the answer's pickles name. Functions: only these, the reconstructors that
+# pickles of NumPy, pandas and SciPy sparse values use (found by recording what pickles of those
+# values name; tests/test_ds1000.py checks them again in the data-science image). Classes: data
+# types only (`_DATA_CLASSES`), whose pickles restore state without running code. Any other name
+# fails the answer: a pickle that may name a function can run it.
+DS1000_PICKLE_FUNCTIONS = frozenset({
+    "builtins.Ellipsis", "builtins.NotImplemented", "builtins.bytearray", "builtins.complex", "builtins.dict",
+    "builtins.frozenset", "builtins.list", "builtins.range", "builtins.set", "builtins.slice", "builtins.tuple",
+    "builtins.bool", "builtins.int", "builtins.float", "builtins.str", "builtins.bytes", "builtins.object",
+    "collections.Counter", "collections.OrderedDict", "collections.defaultdict", "collections.deque",
+    "datetime.date", "datetime.datetime", "datetime.time", "datetime.timedelta", "datetime.timezone",
+    "decimal.Decimal", "fractions.Fraction",
+    "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar", "numpy.core.numeric._frombuffer",
+    "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar", "numpy._core.numeric._frombuffer",
+    "numpy.dtype", "numpy.ma.core._mareconstruct",
+    "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked", "pandas._libs.internals._unpickle_block",
+    "pandas._libs.missing.NA", "pandas._libs.tslibs.nattype.__nat_unpickle",
+    "pandas._libs.tslibs.timedeltas._timedelta_unpickle", "pandas._libs.tslibs.timestamps._unpickle_timestamp",
+    "pandas.core.indexes.base._new_Index", "pandas.core.indexes.datetimes._new_DatetimeIndex",
+    "pandas.core.indexes.interval._new_IntervalIndex", "pandas.core.indexes.period._new_PeriodIndex",
+    "pytz._UTC", "pytz._p",
+})
+# module prefix -> the base classes a class found there must derive from
+_DATA_CLASSES = {
+    "numpy": ("numpy.ndarray", "numpy.generic", "numpy.dtype"),
+    "pandas": ("pandas.core.generic.NDFrame", "pandas.core.indexes.base.Index",
+               "pandas.core.arrays.base.ExtensionArray", "pandas.core.dtypes.base.ExtensionDtype",
+               "pandas._libs.tslibs.offsets.BaseOffset", "pandas._libs.tslibs.period.Period",
+               "pandas._libs.interval.Interval", "pandas.core.internals.managers.BaseBlockManager",
+               "pandas._libs.sparse.SparseIndex"),
+    "scipy": ("scipy.sparse._base._spbase",),
+    "sklearn": ("sklearn.base.BaseEstimator",),   # fitted estimators: their state is a plain __dict__
+}
+
+
+class _Refused(Exception):
+    pass
+
+
+def _named(path: str):
+    import importlib
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _safe_reconstructor(cls, base, state):
+    """copyreg._reconstructor for plain bases only (its base.__init__ would run with the
+    pickle's arguments)."""
+    import copyreg
+    if base not in (object, list, dict, set, frozenset, tuple, int, float, str, bytes):
+        raise _Refused(f"copyreg._reconstructor with base {base!r}")
+    return copyreg._reconstructor(cls, base, state)   # pyright: ignore[reportAttributeAccessIssue]
+
+
+def _judge_unpickler():
+    import pickle
+
+    class Judge(pickle.Unpickler):
+        def find_class(self, module, name):
+            path = f"{module}.{name}"
+            if path in DS1000_PICKLE_FUNCTIONS:
+                return super().find_class(module, name)
+            if path in ("copyreg._reconstructor", "copy_reg._reconstructor"):
+                return _safe_reconstructor
+            bases = _DATA_CLASSES.get(module.split(".")[0])
+            if bases and "." not in name:
+                found = _named(path)
+                if isinstance(found, type) and any(isinstance(b, type) and issubclass(found, b)
+                                                   for b in map(_named, bases)):
+                    return found
+            raise _Refused(path)
+    return Judge
+
+
+def _restore(x, depth: int = 0):
+    """Tensors back from their tagged arrays (made here, by trusted code)."""
+    if type(x) is tuple and len(x) == 6 and x[0] == "__selfalign_tensor__":
+        _, lib, kind, dtype, array, grad = x
+        if lib == "torch":
+            import torch
+            t = torch.from_numpy(array.copy()).to(getattr(torch, dtype.split(".")[-1]))
+            if kind == "Parameter":
+                return torch.nn.Parameter(t, requires_grad=grad)
+            return t.requires_grad_(grad) if grad and t.is_floating_point() else t
+        import tensorflow as tf  # pyright: ignore[reportMissingModuleSource]
+        value = tf.constant(array, dtype=getattr(tf, dtype))
+        return tf.Variable(value) if kind == "Variable" else value
+    if depth < 20 and type(x) in (list, tuple):
+        return type(x)(_restore(i, depth + 1) for i in x)
+    if depth < 20 and type(x) is dict:
+        return {k: _restore(v, depth + 1) for k, v in x.items()}
+    return x
+
+
+class _AnswerFailed(Exception):
+    pass
+
+
+def _remote_exec(limit_s: float, refused: list):
+    """DS-1000's `exec(code, test_env)`, with the code run in a fresh candidate process and
+    the environment's values brought back through the judge's unpickler."""
+    import io
+    import pickle
+    import struct
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + limit_s
+
+    def remote_exec(source, env=None, local_env=None):
+        env = env if env is not None else {}
+        payload = pickle.dumps((source, {k: v for k, v in env.items() if k != "__builtins__"}), protocol=4)
+        proc = subprocess.Popen([sys.executable, "-B", "-c", CANDIDATE], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=2, close_fds=True)
+        try:
+            raw, _ = proc.communicate(payload, timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise _AnswerFailed("timeout") from None
+        if len(raw) < 8 or len(raw) != 8 + struct.unpack(">Q", raw[:8])[0]:
+            raise _AnswerFailed("the answer's process did not report")
+        try:
+            status, values = _DataOnlyLoads(raw[8:])
+        except Exception:
+            raise _AnswerFailed("the answer's process sent something else") from None
+        if not (isinstance(status, list) and status and isinstance(values, dict)):
+            raise _AnswerFailed("the answer's process sent something else")
+        if status[0] != "ok":
+            raise _AnswerFailed(": ".join(str(s) for s in status[1:3]))
+        for key, blob in values.items():
+            if not isinstance(key, str) or not isinstance(blob, bytes):
+                raise _AnswerFailed("the answer's process sent something else")
+            try:
+                env[key] = _restore(_judge_unpickler()(io.BytesIO(blob)).load())
+            except _Refused as exc:
+                refused.append(f"{key}: {exc}")
+                env.pop(key, None)
+            except Exception:
+                env.pop(key, None)
+    return remote_exec
+
+
+def _DataOnlyLoads(data: bytes):
+    import io
+    import pickle
+
+    class DataOnly(pickle.Unpickler):
+        def find_class(self, module, name):
+            raise _Refused(f"{module}.{name}")
+    return DataOnly(io.BytesIO(data)).load()
+
+
+def _not_dumpable() -> None:
+    """No process of this uid may read this one's memory or descriptors (/proc, ptrace): the
+    answer's process runs as the same user."""
+    import ctypes
+    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:   # PR_SET_DUMPABLE, 0
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def run_ds1000(case: dict, channel: _Channel) -> None:
+    """DS-1000: its test code (`code_context`) runs here and decides; each `exec` of the answer
+    it makes runs in a fresh child process, which sends back the values the answer left; a value
+    the judge will not unpickle is missing, so the test fails. `test_string` reads the answer's
+    text here. `done` only when the whole test ran without an exception."""
+    try:
+        _not_dumpable()
+    except OSError as exc:
+        channel.send(["error", "judge", "OSError", str(exc)])
+        return
+    refused: list[str] = []
+    namespace: dict = {"__name__": "__main__"}
+    try:
+        with _Swallowed():
+            exec(compile(case["code_context"], "<code_context>", "exec"), namespace)
+        namespace["exec"] = _remote_exec(case["time_limit"], refused)
+        with _Swallowed():
+            namespace["test_execution"](case["solution"])
+            if "test_string" in namespace and "test_string(" in case["code_context"]:
+                namespace["test_string"](case["solution"])
+    except BaseException as exc:
+        channel.send(["error", "test", _error_name(exc), _error_text(exc), refused])
+        return
+    channel.send(["done"])
+
+
 def main() -> None:
     import pickle
 
@@ -500,7 +745,13 @@ def main() -> None:
     except ImportError:
         pass
     mode = case["mode"]
-    _reliability_guard(keep_exit_and_open=mode in ("stdio", "functional", "values", "program"))
+    if mode == "ds1000":   # the judge: DS-1000's test code, trusted; the answer runs in a child
+        run_ds1000(case, channel)
+        leave(0)
+    if mode == "program":   # DS-1000's harness disables exit() only: its libraries need os
+        run_program(case, channel)
+        leave(0)
+    _reliability_guard(keep_exit_and_open=mode in ("stdio", "functional", "values"))
     if mode == "differential":
         run_differential(case, channel)
     elif mode == "calls":
@@ -509,8 +760,6 @@ def main() -> None:
         run_stdio(case, channel)
     elif mode == "functional":
         run_functional(case, channel)
-    elif mode == "program":
-        run_program(case, channel)
     else:
         run_values(case, channel)
     leave(0)   # threads the solution left are not waited for: every line is written
@@ -519,9 +768,14 @@ def main() -> None:
 _SOURCE: list[str] = []
 
 
-def source() -> str:
-    """This module as a program: its source, then `main()` (read once per process)."""
+def module_source() -> str:
+    """This module's source (read once per process)."""
     if not _SOURCE:
         with open(__file__, encoding="utf-8") as f:
-            _SOURCE.append(f.read() + "\n\nmain()\n")
+            _SOURCE.append(f.read())
     return _SOURCE[0]
+
+
+def source() -> str:
+    """This module as a program: its source, then `main()`."""
+    return module_source() + "\n\nmain()\n"
