@@ -63,9 +63,11 @@ def load(data_file: str | None = None, revision: str | None = None) -> DS1000:
         rows, source = read_rows(data_file), str(data_file)
         digest = hashlib.sha256(Path(data_file).read_bytes()).hexdigest()[:16]
     else:
-        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub import hf_hub_download
 
-        commit = HfApi().dataset_info(HUB, revision=revision).sha or (revision or "main")
+        from benchmarks.livecodebench import hub_dataset
+
+        commit = hub_dataset(HUB, revision).sha or (revision or "main")
         path = hf_hub_download(HUB, "test.jsonl", repo_type="dataset", revision=commit)
         rows, source = read_rows(path), f"{HUB}@{commit}"
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

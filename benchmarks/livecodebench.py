@@ -218,16 +218,39 @@ def read_rows(path: str | Path) -> list[dict]:
     import gzip
 
     opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
     with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{n}: not a JSON row ({exc})") from None
+    return rows
+
+
+def hub_dataset(repo: str, revision: str | None):
+    """The hub's record of a dataset (its commit and files), or one line saying why not."""
+    import os
+
+    from huggingface_hub import HfApi
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise OSError(f"{repo} is on the Hugging Face hub and HF_HUB_OFFLINE is set: "
+                      "give --data-file (a local copy in the released format)")
+    try:
+        return HfApi().dataset_info(repo, revision=revision, timeout=10)
+    except Exception as exc:   # network, DNS, auth: one line, not the HTTP client's traceback
+        raise OSError(f"cannot read {repo} from the Hugging Face hub ({type(exc).__name__}): "
+                      "give --data-file (a local copy in the released format)") from None
 
 
 def hub_rows(scenario: str, release: str, revision: str | None) -> tuple[list[dict], str]:
     """The release's rows from the hub (cached by huggingface_hub), and the commit they came from."""
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import hf_hub_download
 
     repo = HUB[scenario]
-    info = HfApi().dataset_info(repo, revision=revision)
+    info = hub_dataset(repo, revision)
     commit = info.sha or (revision or "main")
     if scenario in ("codegeneration", "selfrepair"):
         if release not in RELEASE_FILES:

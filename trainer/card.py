@@ -294,6 +294,7 @@ SUITE_FILES = {
     "humaneval+": ("HumanEvalPlus*.jsonl*", "humaneval+*.jsonl*"),
     "mbpp+": ("MbppPlus*.jsonl*", "mbpp+*.jsonl*"),
     "codegeneration": ("livecodebench-codegeneration*.jsonl", "code_generation*.jsonl", "test.jsonl"),
+    "selfrepair": ("livecodebench-codegeneration*.jsonl", "code_generation*.jsonl", "test.jsonl"),
     "testoutputprediction": ("livecodebench-testoutputprediction*", "test_generation*"),
     "codeexecution": ("livecodebench-codeexecution*", "execution*"),
     "ds1000": ("ds1000*.jsonl*", "DS-1000*.jsonl*"),
@@ -302,7 +303,9 @@ SUITE_FILES = {
 
 def run_suite(args) -> int:
     """All nine, each with the card's settings; each benchmark's result is kept beside the
-    output (`OUTPUT-without-suffix.KEY.json`) and reused when the suite is run again."""
+    output (`OUTPUT-without-suffix.KEY.json`) and reused when the suite is run again. Given
+    flags (--n-samples, --temperature, --top-p, --max-new-tokens) replace the card's settings for
+    the sampled benchmarks (LiveCodeBench, DS-1000); EvalPlus stays greedy with one sample."""
     import copy
 
     from trainer.__main__ import cmd_eval
@@ -336,9 +339,11 @@ def run_suite(args) -> int:
         sub = copy.copy(args)
         sub.suite, sub.benchmark, sub.scenario, sub.output = None, benchmark, scenario or None, str(path)
         sub.save_completions = None
-        sub.n_samples = args.n_samples or row.n_samples
-        sub.temperature = row.temperature if args.temperature is None else args.temperature
-        sub.top_p = row.top_p if args.top_p is None else args.top_p
+        # EvalPlus is greedy with one sample (the card's); --n-samples sets the sampled ones' n.
+        sub.n_samples = row.n_samples if row.n_samples == 1 else (args.n_samples or row.n_samples)
+        sampled = row.n_samples > 1
+        sub.temperature = args.temperature if sampled and args.temperature is not None else row.temperature
+        sub.top_p = args.top_p if sampled and args.top_p is not None else row.top_p
         sub.max_new_tokens = args.max_new_tokens or row.max_new_tokens
         sub.data_file = _find(data_dir, SUITE_FILES[scenario or benchmark])
         if benchmark in ("humaneval+", "mbpp+") and sub.data_file is None:
@@ -346,7 +351,6 @@ def run_suite(args) -> int:
                                     f"{'HumanEvalPlus-v0.1.9' if benchmark == 'humaneval+' else 'MbppPlus-v0.1.0'}"
                                     ".jsonl.gz, the card's)")
         if scenario == "selfrepair":
-            sub.data_file = _find(data_dir, SUITE_FILES["codegeneration"])
             sub.codegen_results = f"{stem}.lcb-codegeneration.json"
         print(f"card: {key}", file=sys.stderr)
         if benchmark == "livecodebench":
