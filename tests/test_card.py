@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import ds1000_data
 import lcb_data
+import pytest
 from test_evalplus_equivalence import HUMANEVAL_TASKS, MBPP_TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
