@@ -117,3 +117,24 @@ def test_mistakes_are_one_line(tmp_path, data_dir, args, message):
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_self_repair_makes_its_code_generation_first_and_samples_resume(tmp_path, data_dir, tiny_model):
+    common = ["--benchmark", "livecodebench", "--data-file", data_dir / "livecodebench-codegeneration.jsonl",
+              "--model", tiny_model, "--backend", "transformers", "--n-samples", 2, "--max-new-tokens", 8,
+              "--no-progress"]
+    out = tmp_path / "repair.json"
+    first = _trainer("eval", "--scenario", "selfrepair", *common, "--output", out)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "running code generation first" in first.stderr
+    codegen = json.loads((tmp_path / "repair.codegeneration.json").read_text())
+    assert codegen["scenario"] == "codegeneration" and codegen["samples_per_problem"] == 2
+    repair = json.loads(out.read_text())
+    assert repair["scenario"] == "selfrepair" and repair["problems"] == 4
+    # Again: the samples are reused, not made again; other settings are refused in one line.
+    codegen_out = tmp_path / "repair.codegeneration.json"
+    again = _trainer("eval", "--scenario", "codegeneration", *common, "--output", codegen_out)
+    assert again.returncode == 0 and "resuming: 4 of 4 tasks" in again.stderr, again.stderr[-2000:]
+    other = _trainer("eval", "--scenario", "codegeneration", *common, "--temperature", "0.7", "--output", codegen_out)
+    assert other.returncode == 2 and "holds samples made otherwise" in other.stderr
+    assert len([line for line in other.stderr.splitlines() if line.startswith("error")]) == 1

@@ -275,6 +275,27 @@ def test_predictions_are_judged_as_lcb_runner_judges_them_without_eval_here(data
     assert [got[("sample_1", i)][0] for i in range(4)] == [True, True, True, False]
     # pass@1: sample_0 counts 3 predictions, 2 right; sample_1 3 of 4.
     assert result["pass@1"] == pytest.approx((2 / 3 + 3 / 4) / 2)
+    # lcb_runner's own code-execution check (it runs the prediction; these are this file's own).
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(LCB_DIR)!r})
+from livecodebench.evaluation.compute_code_execution_metrics import evaluate_score
+rows, predictions = json.load(sys.stdin)
+out = {{}}
+for row in rows:
+    extracted = [p.split("==")[1].strip() if "==" in p else p for p in predictions[row["id"]]]
+    extracted = [p.split("[/ANSWER]")[0].strip() if "[/ANSWER]" in p else p.split("\\n")[0].strip()
+                 for p in extracted]
+    out[row["id"]] = evaluate_score((extracted, (row["code"], row["input"], row["output"])))
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps([lcb_data.EXECUTION, predictions]),
+                          capture_output=True, text=True, timeout=300, cwd="/tmp")
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    for task_id, graded in theirs.items():   # lcb_runner leaves out the uncounted ones
+        ours_counted = [got[(task_id, i)][0] for i in range(len(predictions[task_id])) if got[(task_id, i)][1]]
+        assert ours_counted == graded, task_id
 
 
 def test_self_repair_chains_from_the_models_code_generation(data, client):
