@@ -423,6 +423,20 @@ def test_every_shipped_config_loads(path):
     assert len({s.output for s in stages}) == len(stages)
 
 
+def test_faithful_profile_draws_the_originals_difficulties_uniformly():
+    """The original's C->I step draws each instruction's difficulty uniformly from easy, medium
+    and hard (self_ossinstruct.py); the faithful profile does too, with function tasks only."""
+    from collections import Counter
+
+    from generator.prompts import draw_properties
+
+    cfg = PipelineConfig.load(ROOT / "configs" / "pipeline.starcoder2-15b.toml").instructions
+    draws = Counter(draw_properties(seed, cfg.categories, cfg.difficulties) for seed in range(3000))
+    assert {category for category, _ in draws} == {"function"}
+    shares = {d: sum(n for (_, d2), n in draws.items() if d2 == d) / 3000 for d in ("easy", "medium", "hard")}
+    assert all(0.3 < share < 0.37 for share in shares.values()), shares
+
+
 def test_overrides_apply_over_the_file_and_are_checked(tmp_path):
     path = ROOT / "configs" / "pipeline.starcoder2-15b.toml"
     cfg = PipelineConfig.load(path, ["responses.temperature=0.9", "run.dir=runs/other",
@@ -532,7 +546,7 @@ def test_faithful_profile_golden_counts(tmp_path, target):
     }   # no MinHash dedup stage: the original recipe for this model has none
     run = Path(cfg.dir)
     assert {r["category"] for r in read(run / "03-instructions.jsonl")} == {"function"}
-    assert {r["difficulty"] for r in read(run / "03-instructions.jsonl")} <= {"medium", "hard"}
+    assert {r["difficulty"] for r in read(run / "03-instructions.jsonl")} <= {"easy", "medium", "hard"}
     hinted = [r for r in read(run / "09-rewrite.jsonl") if "Your code should pass" in r["instruction"]]
     assert len(hinted) == 1 and hinted[0]["instruction"].endswith(
         "Your code should pass the following assertion:\n```python\n"

@@ -15,7 +15,7 @@ output is judged like a returned one, by code the solution never reaches; a valu
 solution defined is encoded by its name only and equals nothing. Fewer lines than inputs, a line
 out of order, or no closing `done` line is a failure.
 
-Two modes:
+Modes:
 - `differential` (EvalPlus): call the entry point on each input, in order; write `out` per
   input, then `done`. The first exception or per-input timeout writes `error` and stops (the
   verdict is then failed; EvalPlus stops at the first failure too).
@@ -23,6 +23,12 @@ Two modes:
   trainer finds them by running the test code with the reference solution) and write each
   result, or exception, and the arguments after the call. The test code, and the expected values
   in it, never come here: the trainer runs it again against the results (`trainer.replay`).
+- `stdio` and `functional` (LiveCodeBench): the program once per test input, as lcb_runner runs
+  it, reporting what it printed or returned (`trainer.livecodebench` compares).
+- `values` (LiveCodeBench's predictions): the value of each predicted expression.
+- `ds1000`: DS-1000's test decides here, in a judge process the answer cannot reach; the answer
+  runs in a child per `exec` (see `run_ds1000`). `program`: a benchmark's program whole (DS-1000's
+  Matplotlib problems), whose verdict is then decided next to the answer.
 
 The value encoding is exact and type-strict: JSON arrays `[tag, ...]`; ints and floats in hex
 (no digit limit, no rounding), containers with their own tags, numpy scalars and arrays with
