@@ -61,6 +61,7 @@ def test_suite_card_gives_all_nine_and_resumes(tmp_path, data_dir, tiny_model, d
     for row in card["table"]:
         assert isinstance(row["ours"], float) and 0 <= row["ours"] <= 100, row
         assert row["difference"] == pytest.approx(row["ours"] - row["card"], abs=0.11)
+    assert first.stdout.splitlines()[0].split() == ["benchmark", "ours", "card", "diff"]   # the table alone
     assert "72.6" in first.stdout and "ds1000" in first.stdout
     assert any("MBPP+ has 2 tasks" in note for note in card["notes"])
     # Each benchmark kept its own result and samples, made with the card's settings (n as asked).

@@ -122,47 +122,56 @@ def eval_livecodebench(args, engine_holder: dict | None = None) -> dict:
     targets = [t for item in args.executor for t in item.split(",") if t]
     row = card_defaults("livecodebench", scenario)
     assert row is not None
-    n = args.n_samples or row.n_samples
-    temperature = row.temperature if args.temperature is None else args.temperature
-    top_p = row.top_p if args.top_p is None else args.top_p
-    max_new_tokens = args.max_new_tokens or row.max_new_tokens
+    n, temperature, top_p, max_new_tokens = _sampling(args, row)
     from executor.embedded import check_executor
 
     check_executor(targets)   # before any generation: an executor that is down costs seconds, not the run
-    codegen = None
-    settings = None
-    if args.completions:
-        samples = raw_completions(args.completions)
-        wanted_ids = {p.task_id for p in bench.problems}
-        samples = {k: v for k, v in samples.items() if k in wanted_ids} if args.limit else samples
-    else:
-        if not args.model:
-            raise ValueError("give --model or --completions")
-        if scenario == "selfrepair":
-            codegen = _codegen_results(args)
-        engine = _engine_factory(args, engine_holder)
-        settings = _settings(args, f"livecodebench-{scenario}", bench.data_hash, n, temperature, top_p,
-                             max_new_tokens)
-        if codegen is not None:
-            settings["codegen_results"] = codegen["_digest"]
-        wanted = {p.task_id: n for p in bench.problems}
-        if codegen is not None:
-            counts: dict[str, int] = {}
-            for r in codegen["samples"]:
-                counts[r["task_id"]] = counts.get(r["task_id"], 0) + 1
-            wanted = {p.task_id: counts.get(p.task_id, 0) for p in bench.problems}
+    if not (args.completions or args.model):
+        raise ValueError("give --model or --completions")
+    codegen = _codegen_results(args) if scenario == "selfrepair" and not args.completions else None
+    wanted = {p.task_id: n for p in bench.problems}
+    if codegen is not None:   # one repair per code-generation sample
+        wanted = {p.task_id: sum(r["task_id"] == p.task_id for r in codegen["samples"]) for p in bench.problems}
 
-        def generate(eng, part):
-            return lcb.generate(bench, eng, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                                codegen=codegen, problems=part)
+    def generate(eng, part):
+        return lcb.generate(bench, eng, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                            codegen=codegen, problems=part)
 
-        samples = generate_resumable(_samples_path(args), settings, bench.problems, wanted, engine, generate,
-                                     args.generation_chunk)
+    samples, settings = _samples(args, bench.problems, f"livecodebench-{scenario}", bench.data_hash,
+                                 (n, temperature, top_p, max_new_tokens), wanted, generate, engine_holder,
+                                 {"codegen_results": codegen["_digest"]} if codegen else None)
     with connect(targets) as client:
         result = lcb.score(bench, samples, client, progress=not args.no_progress)
-    if settings is not None:
-        result["generation"] = settings
-    return result
+    return {**result, "generation": settings} if settings else result
+
+
+def _samples(args, problems: list, benchmark: str, data_hash: str, sampling: tuple, wanted: dict[str, int],
+             generate, engine_holder: dict | None, extra: dict | None = None) -> tuple[dict, dict | None]:
+    """(samples per task, the settings that made them): `--completions` as given, or generated
+    with `--model` (resumably) and the settings recorded."""
+    if args.completions:
+        return _given_completions(args, problems), None
+    if not args.model:
+        raise ValueError("give --model or --completions")
+    settings = {**_settings(args, benchmark, data_hash, *sampling), **(extra or {})}
+    samples = generate_resumable(_samples_path(args), settings, problems, wanted,
+                                 _engine_factory(args, engine_holder), generate, args.generation_chunk)
+    return samples, settings
+
+
+def _sampling(args, row: CardRow) -> tuple[int, float, float, int]:
+    """(n, temperature, top_p, max new tokens): the card's, unless given."""
+    return (args.n_samples or row.n_samples, row.temperature if args.temperature is None else args.temperature,
+            row.top_p if args.top_p is None else args.top_p, args.max_new_tokens or row.max_new_tokens)
+
+
+def _given_completions(args, problems: list) -> dict[str, list[str]]:
+    """`--completions`, only the problems kept under `--limit`."""
+    samples = raw_completions(args.completions)
+    if args.limit:
+        wanted = {p.task_id for p in problems}
+        samples = {k: v for k, v in samples.items() if k in wanted}
+    return samples
 
 
 def _codegen_results(args) -> dict:
@@ -246,36 +255,22 @@ def eval_ds1000(args, engine_holder: dict | None = None) -> dict:
     check_executor(targets)
     row = card_defaults("ds1000")
     assert row is not None
-    n = args.n_samples or row.n_samples
-    temperature = row.temperature if args.temperature is None else args.temperature
-    top_p = row.top_p if args.top_p is None else args.top_p
-    max_new_tokens = args.max_new_tokens or row.max_new_tokens
-    settings = None
-    if args.completions:
-        samples = raw_completions(args.completions)
-        wanted_ids = {p.task_id for p in bench.problems}
-        samples = {k: v for k, v in samples.items() if k in wanted_ids} if args.limit else samples
-    else:
-        if not args.model:
-            raise ValueError("give --model or --completions")
-        settings = _settings(args, "ds1000", bench.data_hash, n, temperature, top_p, max_new_tokens)
+    n, temperature, top_p, max_new_tokens = _sampling(args, row)
 
-        def generate(eng, part):
-            return ds1000.generate(bench, eng, part, n=n, temperature=temperature, top_p=top_p,
-                                   max_new_tokens=max_new_tokens)
+    def generate(eng, part):
+        return ds1000.generate(bench, eng, part, n=n, temperature=temperature, top_p=top_p,
+                               max_new_tokens=max_new_tokens)
 
-        samples = generate_resumable(_samples_path(args), settings, bench.problems,
-                                     {p.task_id: n for p in bench.problems}, _engine_factory(args, engine_holder),
-                                     generate, args.generation_chunk)
+    samples, settings = _samples(args, bench.problems, "ds1000", bench.data_hash,
+                                 (n, temperature, top_p, max_new_tokens), {p.task_id: n for p in bench.problems},
+                                 generate, engine_holder)
     from executor.server import ServerConfig
 
     # Embedded: the data-science profile (built the first time); a remote executor runs what it
     # was started with, and problems whose library it lacks are skipped and listed.
     with connect(targets, server_config=ServerConfig(port=0, instance=None, sandbox_profile="ds1000")) as client:
         result = ds1000.score(bench, samples, client, progress=not args.no_progress)
-    if settings is not None:
-        result["generation"] = settings
-    return result
+    return {**result, "generation": settings} if settings else result
 
 
 # -- the card -------------------------------------------------------------------------------------------
@@ -306,6 +301,7 @@ def run_suite(args) -> int:
     output (`OUTPUT-without-suffix.KEY.json`) and reused when the suite is run again. Given
     flags (--n-samples, --temperature, --top-p, --max-new-tokens) replace the card's settings for
     the sampled benchmarks (LiveCodeBench, DS-1000); EvalPlus stays greedy with one sample."""
+    import contextlib
     import copy
 
     from trainer.__main__ import cmd_eval
@@ -362,7 +358,8 @@ def run_suite(args) -> int:
         else:
             sub.prompt_style, sub.canonical, sub.completions = "original", None, None
             sub.top_p = None
-            code = cmd_eval(sub)
+            with contextlib.redirect_stdout(sys.stderr):   # stdout carries the card's table alone
+                code = cmd_eval(sub)
             if code:
                 return code
             result = json.loads(path.read_text())

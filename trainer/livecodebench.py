@@ -449,20 +449,6 @@ def read_values(stdout: bytes, truncated: bool, n: int) -> list[tuple[bool, obje
 CODEGEN_PREFIX = "```python\n"   # the one-shot prompt opens the answer's code block
 
 
-def _run(programs: list[Program], client, concurrency: int, bar) -> dict:
-    from executor import Status
-    from executor.client import ExecutorError
-
-    results = {}
-    for r in client.execute_many(programs, max_in_flight=concurrency):
-        results[r.id] = r
-        bar.update(1)
-    broken = sorted({r.id for r in results.values() if r.status is Status.SANDBOX_ERROR})
-    if broken:
-        raise ExecutorError(f"{len(broken)} program(s) could not be run (SANDBOX_ERROR), e.g. {broken[:3]}")
-    return results
-
-
 def _key(task_id: str, index: int) -> str:
     return f"{task_id}\x1f{index}"
 
@@ -472,13 +458,10 @@ def score(bench: LiveCodeBench, samples: dict[str, list[str]], client, concurren
     """pass@k of `samples` (raw model outputs, lcb_runner's output_list) on one scenario."""
     from tqdm import tqdm
 
+    from trainer.evaluate import check_coverage, run_programs
+
     problems = bench.problems
-    missing = [p.task_id for p in problems if not samples.get(p.task_id)]
-    if missing:
-        raise ValueError(f"no sample for {len(missing)} task(s), e.g. {missing[:3]}")
-    unknown = sorted(set(samples) - {p.task_id for p in problems})
-    if unknown:
-        raise ValueError(f"samples for unknown task ids, e.g. {unknown[:3]}")
+    check_coverage([p.task_id for p in problems], samples)
     records: list[dict] = []
     bar = tqdm(desc=f"eval {bench.scenario}", unit="program", disable=not progress, total=0)
     if bench.scenario in ("codegeneration", "selfrepair"):
@@ -489,7 +472,7 @@ def score(bench: LiveCodeBench, samples: dict[str, list[str]], client, concurren
                 codes[_key(p.task_id, i)] = code = extract_code(prefix + out)
                 programs.append(codegen_program(p, code, _key(p.task_id, i), test_timeout_s))
         bar.total = len(programs)
-        results = _run(programs, client, concurrency, bar)
+        results = run_programs(programs, client, concurrency, bar)
         for p in problems:
             for i, out in enumerate(samples[p.task_id]):
                 r = results[_key(p.task_id, i)]
@@ -507,6 +490,8 @@ def _score_predictions(bench: LiveCodeBench, samples: dict[str, list[str]], clie
                        ) -> list[dict]:
     """Test output prediction and code execution: literal predictions are compared here; the
     others are evaluated in the sandbox (one program per problem) and their values compared here."""
+    from trainer.evaluate import run_programs
+
     records: list[dict] = []
     pending: dict[str, tuple[str, list[str], list[int]]] = {}   # task -> (prelude, expressions, sample indexes)
     expected: dict[str, tuple[bool, object]] = {}
@@ -544,7 +529,7 @@ def _score_predictions(bench: LiveCodeBench, samples: dict[str, list[str]], clie
     programs = [values_program(prelude, expressions, task_id)
                 for task_id, (prelude, expressions, _) in pending.items()]
     bar.total = len(programs)
-    results = _run(programs, client, concurrency, bar) if programs else {}
+    results = run_programs(programs, client, concurrency, bar) if programs else {}
     for task_id, (_, expressions, indexes) in pending.items():
         r = results[task_id]
         values = read_values(r.stdout, r.stdout_truncated, len(expressions))
