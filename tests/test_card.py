@@ -128,6 +128,7 @@ def test_self_repair_makes_its_code_generation_first_and_samples_resume(tmp_path
     first = _trainer("eval", "--scenario", "selfrepair", *common, "--output", out)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "running code generation first" in first.stderr
+    assert first.stderr.count("loading the transformers backend") == 1   # one model load for both steps
     codegen = json.loads((tmp_path / "repair.codegeneration.json").read_text())
     assert codegen["scenario"] == "codegeneration" and codegen["samples_per_problem"] == 2
     repair = json.loads(out.read_text())

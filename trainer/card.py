@@ -128,7 +128,8 @@ def eval_livecodebench(args, engine_holder: dict | None = None) -> dict:
     check_executor(targets)   # before any generation: an executor that is down costs seconds, not the run
     if not (args.completions or args.model):
         raise ValueError("give --model or --completions")
-    codegen = _codegen_results(args) if scenario == "selfrepair" and not args.completions else None
+    engine_holder = engine_holder if engine_holder is not None else {}   # one model load for both steps
+    codegen = _codegen_results(args, engine_holder) if scenario == "selfrepair" and not args.completions else None
     wanted = {p.task_id: n for p in bench.problems}
     if codegen is not None:   # one repair per code-generation sample
         wanted = {p.task_id: sum(r["task_id"] == p.task_id for r in codegen["samples"]) for p in bench.problems}
@@ -174,7 +175,7 @@ def _given_completions(args, problems: list) -> dict[str, list[str]]:
     return samples
 
 
-def _codegen_results(args) -> dict:
+def _codegen_results(args, engine_holder: dict) -> dict:
     """The code-generation results self repair starts from: `--codegen-results`, or made now."""
     import copy
     import hashlib
@@ -185,7 +186,7 @@ def _codegen_results(args) -> dict:
         print(f"self repair: running code generation first ({path})", file=sys.stderr)
         sub = copy.copy(args)
         sub.scenario, sub.output, sub.save_completions = "codegeneration", str(path), None
-        result = eval_livecodebench(sub, getattr(args, "_engine_holder", None))
+        result = eval_livecodebench(sub, engine_holder)
         path.write_text(json.dumps(result, indent=2) + "\n")
     if not path.exists():
         raise FileNotFoundError(f"--codegen-results {path}: no such file")
@@ -226,7 +227,6 @@ def _engine_factory(args, holder: dict | None):
     from trainer.evaluate import make_engine, resolve_backend
 
     holder = holder if holder is not None else {}
-    args._engine_holder = holder
 
     def make():
         if "engine" not in holder:
