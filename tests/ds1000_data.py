@@ -192,6 +192,60 @@ def test_execution(solution: str):
     assert len(ax.get_lines()) == 1
 '''
 
+_PLOT_IMAGE_CONTEXT = '''import numpy as np
+import matplotlib
+import matplotlib.pyplot as plt
+from PIL import Image
+
+
+def skip_plt_cmds(l):
+    return all(p not in l for p in ["plt.show()", "plt.clf()", "plt.close()", "savefig"])
+
+
+def generate_test_case(test_case_id):
+    x = np.arange(10)
+    y = np.arange(10)
+    plt.plot(x, y, label="y")
+    plt.title("line")
+    plt.legend()
+    plt.savefig("ans.png", bbox_inches="tight")
+    plt.close()
+    return None, None
+
+
+def exec_test(result, ans):
+    code_img = np.array(Image.open("output.png"))
+    oracle_img = np.array(Image.open("ans.png"))
+    sample_image_stat = code_img.shape == oracle_img.shape and np.allclose(code_img, oracle_img)
+    if sample_image_stat:
+        return 1
+    ax = plt.gca()
+    assert ax.get_title() == "line"
+    assert ax.get_legend().get_texts()[0].get_text() == "y"
+    return 1
+
+
+exec_context = r"""
+import numpy as np
+import matplotlib.pyplot as plt
+x = np.arange(10)
+y = np.arange(10)
+[insert]
+plt.savefig('output.png', bbox_inches ='tight')
+result = None
+"""
+
+
+def test_execution(solution: str):
+    solution = "\\n".join(filter(skip_plt_cmds, solution.split("\\n")))
+    code = exec_context.replace("[insert]", solution)
+    for i in range(1):
+        test_input, expected_result = generate_test_case(i + 1)
+        test_env = {"test_input": test_input}
+        exec(code, test_env)
+        assert exec_test(test_env["result"], expected_result)
+'''
+
 ROWS = [
     {"prompt": ("Problem:\nI have a 2D numpy array\na = np.array([[1, 2], [3, 4]])\n"
                 "How do I sum each column?\n\nA:\n<code>\nimport numpy as np\na = np.array([[1, 2], [3, 4]])\n</code>\n"
@@ -213,6 +267,12 @@ ROWS = [
      "metadata": {"problem_id": 510, "library_problem_id": 0, "library": "Matplotlib", "test_case_cnt": 1,
                   "perturbation_type": "Origin", "perturbation_origin_id": 510},
      "code_context": _PLOT_CONTEXT},
+    {"prompt": "import numpy as np\nimport matplotlib.pyplot as plt\n\nx = np.arange(10)\ny = np.arange(10)\n\n"
+               "# plot y over x, title it 'line', legend 'y'\n# SOLUTION START\n",
+     "reference_code": "plt.plot(x, y, label='y')\nplt.title('line')\nplt.legend()\n",
+     "metadata": {"problem_id": 511, "library_problem_id": 1, "library": "Matplotlib", "test_case_cnt": 1,
+                  "perturbation_type": "Origin", "perturbation_origin_id": 511},
+     "code_context": _PLOT_IMAGE_CONTEXT},
     {"prompt": "Problem:\nMake a frame.\n\nA:\n<code>\nimport pandas as pd\n</code>\nresult = ... # put solution in "
                "this variable\nBEGIN SOLUTION\n<code>\n",
      "reference_code": "result = df.sort_values('a').reset_index(drop=True)\n",

@@ -57,10 +57,21 @@ ANSWERS = {
     "0": ["result = df.sort_values('a').reset_index(drop=True)\n", "result = df.sort_values('a')\n",
           "result = df.sort_values('a').reset_index(drop=True).astype({'a': 'float64'})\n"],
 }
+# Figures: the saved image (same drawing) or the axes (title and legend) decide.
+PLOT_ANSWERS = {"511": [
+    "plt.plot(x, y, label='y')\nplt.title('line')\nplt.legend()\n",
+    "plt.plot(x, y, label='y', color='red')\nplt.title('line')\nplt.legend()\nplt.show()\n",
+    "plt.plot(x, y, label='y')\nplt.title('wrong')\nplt.legend()\n",
+    "fig, ax = plt.subplots()\nax.plot(x, y, label='y')\nax.set_title('line')\nax.legend()\n",
+    "plt.plot(x, y)\nplt.title('line')\n",
+]}
 # Right answers that return what the judge must rebuild: tensors, a figure.
 LIBRARY_ANSWERS = {"932": ["result = a.t()\n", "result = a\n", "result = a.t().double()\n"],
                    "664": ["result = tf.reduce_sum(a, axis=1)\n", "result = tf.reduce_sum(a, axis=0)\n"],
-                   "510": ["plt.plot(x)\n", "plt.plot(x)\nplt.plot(x)\n"]}
+                   "510": ["plt.plot(x)\n", "plt.plot(x)\nplt.plot(x)\n",
+                           # a forgery: the answer's own pyplot is patched, the judge's is not
+                           "plt.plot(x)\nplt.plot(x)\n"
+                           "plt.gca = lambda: type('A', (), {'get_lines': lambda s: [1]})()\n"]}
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +142,19 @@ def test_verdicts_agree_with_ds1000s_harness(bench, ds_client):
 def test_tensors_and_figures(bench, ds_client):
     sub = type(bench)([p for p in bench.problems if p.task_id in LIBRARY_ANSWERS], bench.source, bench.data_hash)
     result = ds1000.score(sub, LIBRARY_ANSWERS, ds_client)
-    assert _passed(result) == {"932": [True, False, False], "664": [True, False], "510": [True, False]}
-    assert list(result["judged_in_sandbox"]) == ["510"]
+    assert _passed(result) == {"932": [True, False, False], "664": [True, False], "510": [True, False, False]}
+    assert not result["judged_in_sandbox"]   # the figures travel to the judge too
+
+
+def test_figures_agree_with_ds1000s_harness(bench, ds_client, tmp_path, monkeypatch):
+    pytest.importorskip("PIL")
+    sub = type(bench)([p for p in bench.problems if p.task_id in PLOT_ANSWERS], bench.source, bench.data_hash)
+    result = ds1000.score(sub, PLOT_ANSWERS, ds_client)
+    problem = sub.problems[0]
+    monkeypatch.chdir(tmp_path)
+    theirs = _ds1000_harness([problem.test_program(ds1000.postprocess(a)) for a in PLOT_ANSWERS["511"]])
+    reasons = [r["reason"] for r in result["samples"]]
+    assert _passed(result)["511"] == theirs == [True, True, False, True, False], reasons
 
 
 def test_a_library_the_image_lacks_is_skipped_and_said(bench, client):
@@ -221,6 +243,32 @@ for v in values:
                 bad.append(f"{type(v).__name__}: not equal")
         except Exception as exc:
             bad.append(f"{type(v).__name__}: {exc!r}")
+import matplotlib.pyplot as plt
+import seaborn as sns
+x = np.arange(10)
+fig, (ax1, ax2) = plt.subplots(1, 2)
+ax1.plot(x, x ** 2, label="sq", color="red", linestyle="--")
+ax1.legend()
+ax1.set_title("t")
+ax1.set_yscale("log")
+ax2.bar([1, 2], [3, 4])
+ax2.scatter(x, x)
+ax2.hist(x)
+plt.colorbar(ax2.imshow([[1, 2], [3, 4]]))
+pd.DataFrame({"a": [1, 2]}).plot(ax=ax2)
+plt.figure()
+sns.heatmap([[1, 2], [3, 4]])
+plt.pie([1, 2], labels=["a", "b"])
+plt.annotate("a", (0, 0), arrowprops=dict(arrowstyle="->"))
+blob = pickle.dumps([plt.figure(n) for n in plt.get_fignums()])
+plt.close("all")
+try:
+    figures = _judge_unpickler()(io.BytesIO(blob)).load()
+    if plt.get_fignums() != [1, 2] or plt.figure(1).axes[0].get_title() != "t" \
+            or len(plt.figure(1).axes[0].get_lines()) != 1 or plt.figure(1).axes[0].get_legend() is None:
+        bad.append("figures: not the same")
+except Exception as exc:
+    bad.append(f"figures: {exc!r}")
 import os
 class Run:
     def __reduce__(self):

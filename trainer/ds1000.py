@@ -17,9 +17,10 @@ and top_p 0.95, cut at the first fence; graded by DS-1000's own test program in 
   pandas, SciPy-sparse, scikit-learn and plain values only; PyTorch and TensorFlow tensors come
   back as arrays with their dtype and are rebuilt by the judge. A value it refuses is missing,
   so the test fails, and the result names it.
-- **Matplotlib** problems check the figure that the answer drew, in the answer's process
-  (pyplot's state does not travel); they run DS-1000's program whole in the sandbox and are
-  listed under `judged_in_sandbox`.
+- **Matplotlib** problems check the figures the answer drew: pyplot's figures travel both ways
+  as pickles (the judge's into the child before the answer runs, the child's back after), the
+  judge's unpickler allowing artists, transforms and the helpers a figure holds, and a getattr
+  without dunder names or modules for its bound callbacks.
 - **Libraries.** The data-science sandbox profile (`executor build-image --profile ds1000`) has
   them; an embedded executor uses it. Problems whose library the executor's image lacks are
   not run: they are listed with the reason and left out of the score, never counted as
@@ -143,16 +144,13 @@ def available_libraries(client) -> dict[str, str]:
             f"({found.get(mod)})" for lib, mod in MODULES.items()}
 
 
-def judged_in_sandbox(problem: Problem) -> bool:
-    return problem.library == "Matplotlib"
-
-
-def test_program(problem: Problem, answer: str, key: str) -> Program:
-    """The check of one answer: DS-1000's test in the judge, the answer in a child (see above);
-    Matplotlib's, DS-1000's program whole. Either reports `done` only when the test ran to its
-    end (an early exit, or `exit()`, is not a pass)."""
+def test_program(problem: Problem, answer: str, key: str, whole: bool = False) -> Program:
+    """The check of one answer: DS-1000's test in the judge, the answer in a child (see above).
+    `whole`: DS-1000's program in one process, as its own harness runs it (the verdict then next
+    to the answer; the bench compares the two). Either reports `done` only when the test ran to
+    its end (an early exit, or `exit()`, is not a pass)."""
     solution = postprocess(answer)
-    if judged_in_sandbox(problem):
+    if whole:
         case = {"mode": "program", "program": problem.test_program(solution)}
     else:
         case = {"mode": "ds1000", "code_context": problem.code_context, "solution": solution,
@@ -218,8 +216,7 @@ def score(bench: DS1000, samples: dict[str, list[str]], client, concurrency: int
         "benchmark": "ds1000", "data": {"source": bench.source, "sha256_16": bench.data_hash},
         "grader": "DS-1000's own tests (code_context: test_execution, test_string)",
         "verdicts": "decided by DS-1000's test in a judge process the answer's process cannot reach",
-        "judged_in_sandbox": {p.task_id: "Matplotlib: the test inspects the figure in the answer's process"
-                              for p in run if judged_in_sandbox(p)},
+        "judged_in_sandbox": {},
         "sandbox_image": sorted({r.sandbox_image for r in results.values() if r.sandbox_image}),
         "skipped": skipped,
         "problems": len(run), "samples_per_problem": min(n.values(), default=0), **mean(run),
