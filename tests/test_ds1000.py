@@ -64,6 +64,10 @@ PLOT_ANSWERS = {"511": [
     "plt.plot(x, y, label='y')\nplt.title('wrong')\nplt.legend()\n",
     "fig, ax = plt.subplots()\nax.plot(x, y, label='y')\nax.set_title('line')\nax.legend()\n",
     "plt.plot(x, y)\nplt.title('line')\n",
+    # A forgery: the answer saves its drawing over the test's reference image, so the two are
+    # equal (spelled so that the test's filter of `savefig` lines misses it). DS-1000's own
+    # harness passes it (the same process, the same files).
+    "plt.plot([0, 1])\ngetattr(plt, 'save' + 'fig')('ans.png', bbox_inches='tight')\n",
 ]}
 # Right answers that return what the judge must rebuild: tensors, a figure.
 LIBRARY_ANSWERS = {"932": ["result = a.t()\n", "result = a\n", "result = a.t().double()\n"],
@@ -154,7 +158,8 @@ def test_figures_agree_with_ds1000s_harness(bench, ds_client, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     theirs = _ds1000_harness([problem.test_program(ds1000.postprocess(a)) for a in PLOT_ANSWERS["511"]])
     reasons = [r["reason"] for r in result["samples"]]
-    assert _passed(result)["511"] == theirs == [True, True, False, True, False], reasons
+    assert _passed(result)["511"][:5] == theirs[:5] == [True, True, False, True, False], reasons
+    assert theirs[5] is True and _passed(result)["511"][5] is False   # the reference image is the judge's
 
 
 def test_a_library_the_image_lacks_is_skipped_and_said(bench, client):

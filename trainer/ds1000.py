@@ -20,7 +20,8 @@ and top_p 0.95, cut at the first fence; graded by DS-1000's own test program in 
 - **Matplotlib** problems check the figures the answer drew: pyplot's figures travel both ways
   as pickles (the judge's into the child before the answer runs, the child's back after), the
   judge's unpickler allowing artists, transforms and the helpers a figure holds, and a getattr
-  without dunder names or modules for its bound callbacks.
+  without dunder names or modules for its bound callbacks. Files the test wrote (a reference
+  image) that the child overwrites are put back (`harness._JudgeFiles`).
 - **Libraries.** The data-science sandbox profile (`executor build-image --profile ds1000`) has
   them; an embedded executor uses it. Problems whose library the executor's image lacks are
   not run: they are listed with the reason and left out of the score, never counted as

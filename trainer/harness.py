@@ -707,6 +707,61 @@ class _AnswerFailed(Exception):
     pass
 
 
+class _JudgeFiles:
+    """The judge's own files in the working directory, kept as it wrote them: the answer's
+    process runs as the same user and could overwrite them (DS-1000's Matplotlib tests compare
+    the answer's `output.png` with the `ans.png` the test drew). Before each child runs, the
+    files' contents are recorded; after it, a file the judge wrote and the child changed or
+    removed is put back, and the files the child made or changed are its own from then on."""
+
+    MAX_BYTES = 256 << 20
+
+    def __init__(self) -> None:
+        self.children: set[str] = set()   # paths whose last writer was a child
+        self.after_child: dict[str, bytes] = {}
+
+    @staticmethod
+    def _read() -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        total = 0
+        for root, dirs, files in os.walk("."):
+            dirs[:] = [d for d in dirs if root.count(os.sep) < 3]
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    if os.path.islink(path) or not os.path.isfile(path) or total > _JudgeFiles.MAX_BYTES:
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read(_JudgeFiles.MAX_BYTES)
+                except OSError:
+                    continue
+                total += len(data)
+                out[path] = data
+        return out
+
+    def before(self) -> dict[str, bytes]:
+        now = self._read()
+        for path, data in now.items():   # written by the judge since the last child: the judge's
+            if path in self.children and self.after_child.get(path) != data:
+                self.children.discard(path)
+        self.children &= set(now)
+        return now
+
+    def after(self, before: dict[str, bytes]) -> None:
+        now = self._read()
+        for path, data in before.items():
+            if path not in self.children and now.get(path) != data:
+                tmp = f"{path}.selfalign-restore"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)   # replaces a link the child may have put there, not its target
+                now[path] = data
+        for path, data in now.items():
+            if before.get(path) != data:
+                self.children.add(path)
+        self.after_child = now
+
+
 def _remote_exec(limit_s: float, refused: list):
     """DS-1000's `exec(code, test_env)`, with the code run in a fresh candidate process and
     the environment's values brought back through the judge's unpickler."""
@@ -717,6 +772,7 @@ def _remote_exec(limit_s: float, refused: list):
     import time
 
     deadline = time.monotonic() + limit_s
+    files = _JudgeFiles()
 
     def remote_exec(source, env=None, local_env=None):
         env = env if env is not None else {}
@@ -727,6 +783,7 @@ def _remote_exec(limit_s: float, refused: list):
             current = numbers.index(plt.gcf().number) if numbers else None
             figures = pickle.dumps(([plt.figure(n) for n in numbers], current), protocol=4)
         payload = pickle.dumps((source, {k: v for k, v in env.items() if k != "__builtins__"}, figures), protocol=4)
+        mine = files.before()
         proc = subprocess.Popen([sys.executable, "-B", "-c", CANDIDATE], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=2, close_fds=True)
         try:
@@ -735,6 +792,8 @@ def _remote_exec(limit_s: float, refused: list):
             proc.kill()
             proc.wait()
             raise _AnswerFailed("timeout") from None
+        finally:
+            files.after(mine)
         if len(raw) < 8 or len(raw) != 8 + struct.unpack(">Q", raw[:8])[0]:
             raise _AnswerFailed("the answer's process did not report")
         try:
