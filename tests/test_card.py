@@ -140,3 +140,31 @@ def test_self_repair_makes_its_code_generation_first_and_samples_resume(tmp_path
     other = _trainer("eval", "--scenario", "codegeneration", *common, "--temperature", "0.7", "--output", codegen_out)
     assert other.returncode == 2 and "holds samples made otherwise" in other.stderr
     assert len([line for line in other.stderr.splitlines() if line.startswith("error")]) == 1
+
+
+def test_generation_resumes_after_a_crash_mid_line(tmp_path):
+    """A samples file cut mid-line by a crash: the complete tasks are kept, the cut one is made
+    again, and the file is whole afterwards."""
+    from types import SimpleNamespace
+
+    from trainer.__main__ import samples_meta
+    from trainer.card import generate_resumable
+
+    path = tmp_path / "s.jsonl"
+    settings = {"model": "m", "n_samples": 2}
+    samples_meta(path).write_text(json.dumps(settings))
+    path.write_text(json.dumps({"task_id": "a", "completion": "a0"}) + "\n"
+                    + json.dumps({"task_id": "a", "completion": "a1"}) + "\n"
+                    + json.dumps({"task_id": "b", "completion": "b0"}) + "\n" + '{"task_id": "b", "compl')
+    asked: list[list[str]] = []
+
+    def generate(engine, part):
+        asked.append([t.task_id for t in part])
+        return {t.task_id: [f"{t.task_id}-new0", f"{t.task_id}-new1"] for t in part}
+
+    tasks = [SimpleNamespace(task_id=t) for t in ("a", "b", "c")]
+    got = generate_resumable(path, dict(settings), tasks, {"a": 2, "b": 2, "c": 2}, lambda: object(), generate, 1)
+    assert asked == [["b"], ["c"]]
+    assert got == {"a": ["a0", "a1"], "b": ["b-new0", "b-new1"], "c": ["c-new0", "c-new1"]}
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["completion"] for r in rows] == ["a0", "a1", "b-new0", "b-new1", "c-new0", "c-new1"]

@@ -73,6 +73,24 @@ def _append(path: Path, made: dict[str, list[str]]) -> None:
                 f.write(json.dumps({"task_id": task_id, "completion": text}) + "\n")
 
 
+def _saved(path: Path) -> dict[str, list[str]]:
+    """The samples a run saved; a last line cut short by a crash is dropped (its task is made
+    again), any other bad line is an error."""
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    samples: dict[str, list[str]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        try:
+            row = json.loads(line)
+            samples.setdefault(str(row["task_id"]), []).append(str(row["completion"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{n}: expected {{\"task_id\", \"completion\"}}: {exc}") from None
+    return samples
+
+
 def generate_resumable(path: Path, settings: dict, tasks: list, wanted: dict[str, int], make_engine, generate,
                        chunk: int) -> dict[str, list[str]]:
     """Samples for `tasks` (objects with `task_id`), `wanted[task_id]` each, saved to `path` as
@@ -80,7 +98,7 @@ def generate_resumable(path: Path, settings: dict, tasks: list, wanted: dict[str
     from trainer.__main__ import check_samples_file, samples_meta
 
     check_samples_file(path, settings)
-    done = raw_completions(str(path)) if path.exists() and path.stat().st_size else {}
+    done = _saved(path)
     todo = [t for t in tasks if len(done.get(t.task_id, [])) < wanted[t.task_id]]
     for t in todo:   # a task cut short is made again whole: its samples come from one request
         done.pop(t.task_id, None)
@@ -89,8 +107,10 @@ def generate_resumable(path: Path, settings: dict, tasks: list, wanted: dict[str
               f"{settings['model']}", file=sys.stderr)
     if todo:
         kept = {t.task_id: done[t.task_id] for t in tasks if t.task_id in done}
-        path.write_text("")
-        _append(path, kept)
+        tmp = path.with_name(path.name + ".tmp")   # rewritten whole, then swapped in: nothing kept is lost
+        tmp.write_text("")
+        _append(tmp, kept)
+        tmp.replace(path)
         engine = make_engine()
         if getattr(engine, "dtype", None):
             settings["dtype"] = engine.dtype
