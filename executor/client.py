@@ -625,21 +625,23 @@ class Client:
                      return_rejected: bool = False) -> Generator[ExecutionResult | Rejected, None, None]:
         """Like AsyncClient.execute_many. `programs` is read on the client's loop thread."""
         agen = self._async.execute_many(programs, max_in_flight, return_rejected)
-        task = None
+        # The step in progress, recorded on the loop as it starts: a Ctrl-C that lands while
+        # this thread waits for the step to be scheduled still finds it (a local variable would
+        # not be assigned yet, and closing the generator under a running step raises).
+        step: list[asyncio.Task] = []
         try:
             while True:
-                task = self._call(_as_task(agen.__anext__()))
+                task = self._call(_as_task(agen.__anext__(), step))
                 try:
                     item = self._call(_wait(task))
                 except StopAsyncIteration:
                     return
-                task = None
                 yield item
         finally:
             # Interrupted (Ctrl-C, an exception, an early break): stop the pending step
             # before closing the generator, or it would still be running.
             if self._loop.is_running():
-                self._call(_cancel_and_close(agen, task))
+                self._call(_cancel_and_close(agen, step[0] if step else None))
 
     def info(self, target_index: int = 0) -> pb.ServerInfo:
         return self._call(self._async.info(target_index))
@@ -664,8 +666,10 @@ class Client:
         self.close()
 
 
-async def _as_task(coro) -> asyncio.Task:
-    return asyncio.ensure_future(coro)
+async def _as_task(coro, step: list[asyncio.Task]) -> asyncio.Task:
+    task = asyncio.ensure_future(coro)
+    step[:] = [task]
+    return task
 
 
 async def _wait(task: asyncio.Task):

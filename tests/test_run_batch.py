@@ -132,3 +132,33 @@ def test_killed_batch_resumes(tmp_path, target):
     proc.wait()
     assert run_batch(inp, "--output", out, "--target", target).returncode == 0
     assert sorted(int(r["id"]) for r in read_jsonl(out)) == list(range(n))
+
+
+def test_ctrl_c_while_a_step_is_being_scheduled_stops_cleanly(target):
+    """A Ctrl-C can land while the client's thread waits for the next step to be scheduled on
+    its loop, before the step is known to the caller. The step must still be cancelled before
+    the stream is closed: closing it under a running step raised RuntimeError (seen in CI as a
+    traceback instead of "run the same command again to resume")."""
+    import pytest
+
+    from executor.client import Client, Program
+
+    with Client(target) as client:
+        real_call = client._call
+        calls = {"steps": 0}
+
+        def interrupted(coro):
+            result = real_call(coro)
+            if getattr(coro, "__name__", "") == "_as_task":
+                calls["steps"] += 1
+                if calls["steps"] == 2:   # the second step is scheduled, then the user presses Ctrl-C
+                    raise KeyboardInterrupt
+            return result
+
+        client._call = interrupted   # type: ignore[method-assign]
+        programs = [Program(f"import time\ntime.sleep(0.2)\nprint({i})") for i in range(6)]
+        with pytest.raises(KeyboardInterrupt):
+            for _ in client.execute_many(programs, max_in_flight=2):
+                pass
+        client._call = real_call   # type: ignore[method-assign]
+        assert client.execute(Program("print(1)")).stdout == b"1\n"   # the client still works
