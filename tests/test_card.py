@@ -147,7 +147,7 @@ def test_generation_resumes_after_a_crash_mid_line(tmp_path):
     again, and the file is whole afterwards."""
     from types import SimpleNamespace
 
-    from trainer.__main__ import samples_meta
+    from trainer.evaluate import samples_meta
     from trainer.card import generate_resumable
 
     path = tmp_path / "s.jsonl"

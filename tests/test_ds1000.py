@@ -243,7 +243,7 @@ bad = []
 for v in values:
     for protocol in (4, 5):
         try:
-            back = _judge_unpickler()(io.BytesIO(pickle.dumps(v, protocol=protocol))).load()
+            back = _Judge(io.BytesIO(pickle.dumps(v, protocol=protocol))).load()
             if not same(v, back):
                 bad.append(f"{type(v).__name__}: not equal")
         except Exception as exc:
@@ -268,7 +268,7 @@ plt.annotate("a", (0, 0), arrowprops=dict(arrowstyle="->"))
 blob = pickle.dumps([plt.figure(n) for n in plt.get_fignums()])
 plt.close("all")
 try:
-    figures = _judge_unpickler()(io.BytesIO(blob)).load()
+    figures = _Judge(io.BytesIO(blob)).load()
     if plt.get_fignums() != [1, 2] or plt.figure(1).axes[0].get_title() != "t" \
             or len(plt.figure(1).axes[0].get_lines()) != 1 or plt.figure(1).axes[0].get_legend() is None:
         bad.append("figures: not the same")
@@ -279,7 +279,7 @@ class Run:
     def __reduce__(self):
         return (os.system, ("true",))
 try:
-    _judge_unpickler()(io.BytesIO(pickle.dumps(Run()))).load()
+    _Judge(io.BytesIO(pickle.dumps(Run()))).load()
     bad.append("a pickle naming os.system was loaded")
 except _Refused:
     pass

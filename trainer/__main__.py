@@ -80,11 +80,13 @@ def cmd_eval(args) -> int:
     from executor.embedded import check_executor, connect
     from trainer.evaluate import (
         canonical_samples,
+        check_samples_file,
         generate_samples,
         generation_settings,
         make_engine,
         read_samples,
         resolve_backend,
+        samples_meta,
         score,
         write_samples,
     )
@@ -169,29 +171,6 @@ def engine_args(items: list[str]) -> dict:
             value = int(value)
         options[key.strip()] = value
     return options
-
-
-def samples_meta(path: Path) -> Path:
-    """Where the settings that made a samples file are kept."""
-    return path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
-
-
-def check_samples_file(path: Path, settings: dict) -> None:
-    """Samples are reused only when they were made the way this run makes them: the settings are
-    kept beside them (`samples_meta`, written when generation starts). Samples of another model,
-    backend or sampling, or samples whose making was not recorded, are refused in one line rather
-    than scored as this model's."""
-    meta = samples_meta(path)
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    if not meta.exists():
-        raise ValueError(f"{path} holds samples whose making was not recorded; they may be another model's. "
-                         "Give another --output (or --save-completions), or delete the file")
-    recorded = json.loads(meta.read_text())
-    differ = [f"{k} {recorded.get(k)!r} there, {v!r} here" for k, v in settings.items() if recorded.get(k) != v]
-    if differ:
-        raise ValueError(f"{path} holds samples made otherwise ({'; '.join(differ)}). "
-                         "Give another --output (or --save-completions), or delete the file")
 
 
 def cmd_make_tiny_model(args) -> int:

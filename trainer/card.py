@@ -95,7 +95,7 @@ def generate_resumable(path: Path, settings: dict, tasks: list, wanted: dict[str
                        chunk: int) -> dict[str, list[str]]:
     """Samples for `tasks` (objects with `task_id`), `wanted[task_id]` each, saved to `path` as
     they are made; those already there (made with the same `settings`) are kept."""
-    from trainer.__main__ import check_samples_file, samples_meta
+    from trainer.evaluate import check_samples_file, samples_meta
 
     check_samples_file(path, settings)
     done = _saved(path)
@@ -158,24 +158,24 @@ def eval_livecodebench(args, engine_holder: dict | None = None) -> dict:
         return lcb.generate(bench, eng, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             codegen=codegen, problems=part)
 
-    samples, settings = _samples(args, bench.problems, f"livecodebench-{scenario}", bench.data_hash,
-                                 (n, temperature, top_p, max_new_tokens), wanted, generate, engine_holder,
+    samples, settings = _samples(args, bench, "lcb-StarCoderInstruct", (n, temperature, top_p, max_new_tokens),
+                                 wanted, generate, engine_holder,
                                  {"codegen_results": codegen["_digest"]} if codegen else None)
     with connect(targets) as client:
         result = lcb.score(bench, samples, client, progress=not args.no_progress)
     return {**result, "generation": settings} if settings else result
 
 
-def _samples(args, problems: list, benchmark: str, data_hash: str, sampling: tuple, wanted: dict[str, int],
-             generate, engine_holder: dict | None, extra: dict | None = None) -> tuple[dict, dict | None]:
+def _samples(args, bench, prompt_style: str, sampling: tuple, wanted: dict[str, int], generate,
+             engine_holder: dict | None, extra: dict | None = None) -> tuple[dict, dict | None]:
     """(samples per task, the settings that made them): `--completions` as given, or generated
     with `--model` (resumably) and the settings recorded."""
     if args.completions:
-        return _given_completions(args, problems), None
+        return _given_completions(args, bench.problems), None
     if not args.model:
         raise ValueError("give --model or --completions")
-    settings = {**_settings(args, benchmark, data_hash, *sampling), **(extra or {})}
-    samples = generate_resumable(_samples_path(args), settings, problems, wanted,
+    settings = {**_settings(args, bench, prompt_style, *sampling), **(extra or {})}
+    samples = generate_resumable(_samples_path(args), settings, bench.problems, wanted,
                                  _engine_factory(args, engine_holder), generate, args.generation_chunk)
     return samples, settings
 
@@ -222,15 +222,12 @@ def _samples_path(args) -> Path:
     return Path(args.save_completions or str(Path(args.output).with_suffix("")) + ".samples.jsonl")
 
 
-def _settings(args, benchmark: str, data_hash: str, n: int, temperature: float, top_p: float,
-              max_new_tokens: int) -> dict:
-    from trainer.evaluate import resolve_backend
+def _settings(args, bench, prompt_style: str, n: int, temperature: float, top_p: float, max_new_tokens: int) -> dict:
+    """The EvalPlus settings record (trainer.evaluate.generation_settings), with top_p."""
+    from trainer.evaluate import generation_settings, resolve_backend
 
-    local = Path(args.model).expanduser()
-    return {"model": str(local.resolve()) if local.exists() else args.model,
-            "backend": resolve_backend(args.backend)[0], "n_samples": n, "temperature": temperature,
-            "top_p": top_p, "max_new_tokens": max_new_tokens, "benchmark": benchmark, "data": data_hash, "seed": 0,
-            "engine_options": {k: v for k, v in sorted(_options(args).items()) if k != "api_key"}}
+    return {**generation_settings(args.model, resolve_backend(args.backend)[0], n, temperature, max_new_tokens,
+                                  prompt_style, bench, options=_options(args)), "top_p": top_p}
 
 
 def _options(args) -> dict:
@@ -281,9 +278,8 @@ def eval_ds1000(args, engine_holder: dict | None = None) -> dict:
         return ds1000.generate(bench, eng, part, n=n, temperature=temperature, top_p=top_p,
                                max_new_tokens=max_new_tokens)
 
-    samples, settings = _samples(args, bench.problems, "ds1000", bench.data_hash,
-                                 (n, temperature, top_p, max_new_tokens), {p.task_id: n for p in bench.problems},
-                                 generate, engine_holder)
+    samples, settings = _samples(args, bench, "ds1000-completion", (n, temperature, top_p, max_new_tokens),
+                                 {p.task_id: n for p in bench.problems}, generate, engine_holder)
     from executor.server import ServerConfig
 
     # Embedded: the data-science profile (built the first time); a remote executor runs what it
@@ -325,6 +321,7 @@ def run_suite(args) -> int:
     import copy
 
     from trainer.__main__ import cmd_eval
+    from trainer.evaluate import model_id
 
     if not (args.model or args.completions is None):
         raise ValueError("--suite card takes --model (completions are per benchmark: use --benchmark)")
@@ -345,7 +342,7 @@ def run_suite(args) -> int:
         path = Path(f"{stem}.{key}.json")
         if path.exists():
             done = json.loads(path.read_text())
-            if done.get("generation", {}).get("model") == _settings(args, "", "", 0, 0, 0, 0)["model"]:
+            if done.get("generation", {}).get("model") == model_id(args.model):
                 print(f"card: {key} already scored ({path})", file=sys.stderr)
                 results[key] = done
                 continue

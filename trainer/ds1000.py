@@ -160,12 +160,6 @@ def test_program(problem: Problem, answer: str, key: str, whole: bool = False) -
                    limits=Limits(timeout_s=TIMEOUT_S, memory_mb=4096))
 
 
-def _status(r, passed: bool) -> str:
-    from trainer.evaluate import _status as status
-
-    return status(r, passed)
-
-
 def verdict(stdout: bytes, truncated: bool, exit_ok: bool) -> tuple[bool, str]:
     report = read_lines(stdout, truncated)
     if report.problem:
@@ -184,7 +178,7 @@ def score(bench: DS1000, samples: dict[str, list[str]], client, concurrency: int
     """pass@1 overall, per library and per perturbation type, as DS-1000 reports it."""
     from tqdm import tqdm
 
-    from trainer.evaluate import check_coverage, pass_at_k, run_programs
+    from trainer.evaluate import check_coverage, pass_at_k, run_programs, verdict_status
 
     problems = bench.problems
     check_coverage([p.task_id for p in problems], samples)
@@ -203,7 +197,7 @@ def score(bench: DS1000, samples: dict[str, list[str]], client, concurrency: int
             correct[p.task_id] += passed
             records.append({"task_id": p.task_id, "sample": i, "library": p.library,
                             "perturbation_type": p.perturbation_type, "passed": passed, "reason": why,
-                            "status": _status(r, passed),
+                            "status": verdict_status(r, passed),
                             "completion": text, "stderr_tail": r.stderr[-500:].decode("utf-8", "backslashreplace")})
     n = {p.task_id: len(samples[p.task_id]) for p in run}
 

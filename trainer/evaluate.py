@@ -23,6 +23,7 @@ import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from benchmarks.problems import Benchmark, Problem
 from executor import ExecutionResult, Limits, Program, Status
@@ -156,7 +157,7 @@ def _verdicts(problems: dict[str, Problem], results: dict[str, ExecutionResult],
     return verdicts
 
 
-def _status(r: ExecutionResult, passed: bool) -> str:
+def verdict_status(r: ExecutionResult, passed: bool) -> str:
     """What grading decided, as an executor status: PASSED only when the verdict passed; a limit
     the check program hit is named, whatever the verdict; anything else is FAILED."""
     if passed:
@@ -204,7 +205,7 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
         for index in range(len(samples[p.task_id])):
             key = f"{p.task_id}\x1f{index}\x1f"
             r, (base_ok, why) = results[key + "base"], verdicts[key + "base"]
-            record = {"task_id": p.task_id, "sample": index, "passed": base_ok, "status": _status(r, base_ok),
+            record = {"task_id": p.task_id, "sample": index, "passed": base_ok, "status": verdict_status(r, base_ok),
                       "reason": "" if base_ok else why,
                       "stderr_tail": r.stderr[-500:].decode("utf-8", "backslashreplace")}
             base_correct[p.task_id] += base_ok
@@ -213,7 +214,7 @@ def score(benchmark: Benchmark, samples: dict[str, list[Sample]], client: Client
                 plus_ok = base_ok and plus_ok
                 plus_correct[p.task_id] += plus_ok
                 record.update(plus_passed=plus_ok, plus_reason="" if plus_ok else plus_why,
-                              plus_status=_status(results[key + "plus"], plus_ok) if key + "plus" in results
+                              plus_status=verdict_status(results[key + "plus"], plus_ok) if key + "plus" in results
                               else "NOT_RUN")
             records.append(record)
     n = {p.task_id: len(samples[p.task_id]) for p in problems}
@@ -296,14 +297,17 @@ def default_temperature(n: int, temperature: float | None) -> float:
     return (0.0 if n == 1 else 0.2) if temperature is None else temperature
 
 
-def generation_settings(model: str, backend: str, n: int, temperature: float | None, max_new_tokens: int,
-                        prompt_style: str, benchmark: Benchmark, seed: int = 0, options: dict | None = None) -> dict:
-    """Everything that decides which samples a run makes: recorded beside the samples and in
-    the scores, and compared before samples are reused."""
-    from pathlib import Path
-
+def model_id(model: str) -> str:
+    """A model as results name it: a local folder by its absolute path, else the hub name."""
     local = Path(model).expanduser()
-    return {"model": str(local.resolve()) if local.exists() else model, "backend": backend,
+    return str(local.resolve()) if local.exists() else model
+
+
+def generation_settings(model: str, backend: str, n: int, temperature: float | None, max_new_tokens: int,
+                        prompt_style: str, benchmark, seed: int = 0, options: dict | None = None) -> dict:
+    """Everything that decides which samples a run makes: recorded beside the samples and in
+    the scores, and compared before samples are reused. `benchmark` has `name` and `data_hash`."""
+    return {"model": model_id(model), "backend": backend,
             "n_samples": n, "temperature": default_temperature(n, temperature),
             "max_new_tokens": max_new_tokens, "prompt_style": prompt_style, "benchmark": benchmark.name,
             "data": benchmark.data_hash, "seed": seed,
@@ -339,6 +343,29 @@ def generate_samples(problems: list[Problem], model: str, backend: str = "auto",
                               [stable_seed(seed, "eval", p.task_id) for p in problems])
     return {p.task_id: [sample_from_output(p, s.text, prompt_style) for s in out]
             for p, out in zip(problems, outputs, strict=True)}
+
+
+def samples_meta(path: Path) -> Path:
+    """Where the settings that made a samples file are kept."""
+    return path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+
+
+def check_samples_file(path: Path, settings: dict) -> None:
+    """Samples are reused only when they were made the way this run makes them: the settings are
+    kept beside them (`samples_meta`, written when generation starts). Samples of another model,
+    backend or sampling, or samples whose making was not recorded, are refused in one line rather
+    than scored as this model's."""
+    meta = samples_meta(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    if not meta.exists():
+        raise ValueError(f"{path} holds samples whose making was not recorded; they may be another model's. "
+                         "Give another --output (or --save-completions), or delete the file")
+    recorded = json.loads(meta.read_text())
+    differ = [f"{k} {recorded.get(k)!r} there, {v!r} here" for k, v in settings.items() if recorded.get(k) != v]
+    if differ:
+        raise ValueError(f"{path} holds samples made otherwise ({'; '.join(differ)}). "
+                         "Give another --output (or --save-completions), or delete the file")
 
 
 def write_samples(path: str, samples: dict[str, list[Sample]], append: bool = False) -> None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pickle
 import sys
 
 # A check program's case: dict with "mode" and what that mode needs (see main()).
@@ -405,20 +406,29 @@ def run_stdio(case: dict, channel: _Channel) -> None:
     except BaseException as exc:
         channel.send(["error", "load", _error_name(exc), _error_text(exc)])
         return
-    inputs = case["inputs"]
+
+    def printed(text: str) -> str:
+        with _Capture(text) as capture:
+            try:
+                fn()
+            except SystemExit:
+                pass
+        return capture.out.getvalue()
+
+    _each_input(channel, case["inputs"], limit, printed)
+
+
+def _each_input(channel: _Channel, inputs: list, limit: float, call) -> None:
+    """`call(input)` for each input in order, under the per-input limit, each result reported;
+    the first error or timeout stops (lcb_runner stops there too)."""
     for i in range(len(inputs)):
-        capture = _Capture(inputs[i])
         try:
             with _Limit(limit):
-                with capture:
-                    try:
-                        fn()
-                    except SystemExit:
-                        pass
+                out = call(inputs[i])
         except BaseException as exc:
             channel.send(["error", i, _error_name(exc), _error_text(exc)])
             return
-        channel.send(["out", i, try_encode(capture.out.getvalue())])
+        channel.send(["out", i, try_encode(out)])
     channel.send(["done", len(inputs)])
 
 
@@ -437,19 +447,13 @@ def run_functional(case: dict, channel: _Channel) -> None:
     except BaseException as exc:
         channel.send(["error", "load", _error_name(exc), _error_text(exc)])
         return
-    inputs = case["inputs"]
-    for i in range(len(inputs)):
-        try:
-            with _Limit(limit):
-                with _Swallowed():
-                    out = fn(*inputs[i])
-            if type(out) is tuple:
-                out = list(out)
-        except BaseException as exc:
-            channel.send(["error", i, _error_name(exc), _error_text(exc)])
-            return
-        channel.send(["out", i, try_encode(out)])
-    channel.send(["done", len(inputs)])
+
+    def returned(args: list):
+        with _Swallowed():
+            out = fn(*args)
+        return list(out) if type(out) is tuple else out
+
+    _each_input(channel, case["inputs"], limit, returned)
 
 
 def run_values(case: dict, channel: _Channel) -> None:
@@ -655,32 +659,37 @@ def _safe_reconstructor(cls, base, state):
     return copyreg._reconstructor(cls, base, state)   # pyright: ignore[reportAttributeAccessIssue]
 
 
-def _judge_unpickler():
-    import pickle
+class _Judge(pickle.Unpickler):
+    """The judge's unpickler for what the answer's process sends: the names above only."""
 
-    class Judge(pickle.Unpickler):
-        def find_class(self, module, name):
-            path = f"{module}.{name}"
-            if path in DS1000_PICKLE_FUNCTIONS:
-                return super().find_class(module, name)
-            if path in ("copyreg._reconstructor", "copy_reg._reconstructor"):
-                return _safe_reconstructor
-            if path == "builtins.getattr":
-                return _safe_getattr
-            if path in _FIGURE_FUNCTIONS:
-                return _named(name, module)
-            if path.startswith(_FIGURE_STYLE_CLASSES) and name.count(".") == 1 and "__" not in name:
-                found = _named(name, module)
-                if isinstance(found, type):
-                    return found
-            bases = _DATA_CLASSES.get(module.split(".")[0])
-            if bases and not name.startswith("__"):
-                found = _named(name, module)
-                if isinstance(found, type) and any(isinstance(b, type) and issubclass(found, b)
-                                                   for b in map(_named, bases)):
-                    return found
-            raise _Refused(path)
-    return Judge
+    def find_class(self, module, name):
+        path = f"{module}.{name}"
+        if path in DS1000_PICKLE_FUNCTIONS:
+            return super().find_class(module, name)
+        if path in ("copyreg._reconstructor", "copy_reg._reconstructor"):
+            return _safe_reconstructor
+        if path == "builtins.getattr":
+            return _safe_getattr
+        if path in _FIGURE_FUNCTIONS:
+            return _named(name, module)
+        if path.startswith(_FIGURE_STYLE_CLASSES) and name.count(".") == 1 and "__" not in name:
+            found = _named(name, module)
+            if isinstance(found, type):
+                return found
+        bases = _DATA_CLASSES.get(module.split(".")[0])
+        if bases and not name.startswith("__"):
+            found = _named(name, module)
+            if isinstance(found, type) and any(isinstance(b, type) and issubclass(found, b)
+                                               for b in map(_named, bases)):
+                return found
+        raise _Refused(path)
+
+
+class _Plain(pickle.Unpickler):
+    """Strings, numbers, lists and dicts only: the answer's process's envelope."""
+
+    def find_class(self, module, name):
+        raise _Refused(f"{module}.{name}")
 
 
 def _restore(x, depth: int = 0):
@@ -766,7 +775,6 @@ def _remote_exec(limit_s: float, refused: list):
     """DS-1000's `exec(code, test_env)`, with the code run in a fresh candidate process and
     the environment's values brought back through the judge's unpickler."""
     import io
-    import pickle
     import struct
     import subprocess
     import time
@@ -797,7 +805,7 @@ def _remote_exec(limit_s: float, refused: list):
         if len(raw) < 8 or len(raw) != 8 + struct.unpack(">Q", raw[:8])[0]:
             raise _AnswerFailed("the answer's process did not report")
         try:
-            status, values = _DataOnlyLoads(raw[8:])
+            status, values = _Plain(io.BytesIO(raw[8:])).load()
         except Exception:
             raise _AnswerFailed("the answer's process sent something else") from None
         if not (isinstance(status, list) and status and isinstance(values, dict)):
@@ -811,7 +819,7 @@ def _remote_exec(limit_s: float, refused: list):
             if not isinstance(key, str) or not isinstance(blob, bytes):
                 raise _AnswerFailed("the answer's process sent something else")
             try:
-                env[key] = _restore(_judge_unpickler()(io.BytesIO(blob)).load())
+                env[key] = _restore(_Judge(io.BytesIO(blob)).load())
             except _Refused as exc:
                 refused.append(f"{key}: {exc}")
                 env.pop(key, None)
@@ -830,7 +838,7 @@ def _take_figures(blob, refused: list) -> None:
     if not isinstance(blob, bytes):
         return
     try:
-        figures, current = _judge_unpickler()(io.BytesIO(blob)).load()
+        figures, current = _Judge(io.BytesIO(blob)).load()
     except _Refused as exc:
         refused.append(f"figures: {exc}")
         plt.close("all")
@@ -840,16 +848,6 @@ def _take_figures(blob, refused: list) -> None:
         return
     if isinstance(figures, list) and isinstance(current, int) and 0 <= current < len(figures):
         plt.figure(figures[current].number)
-
-
-def _DataOnlyLoads(data: bytes):
-    import io
-    import pickle
-
-    class DataOnly(pickle.Unpickler):
-        def find_class(self, module, name):
-            raise _Refused(f"{module}.{name}")
-    return DataOnly(io.BytesIO(data)).load()
 
 
 def _not_dumpable() -> None:
@@ -887,8 +885,6 @@ def run_ds1000(case: dict, channel: _Channel) -> None:
 
 
 def main() -> None:
-    import pickle
-
     leave = os._exit   # kept before the solution can replace it
     channel = _Channel()
     case = pickle.loads(base64.b64decode(sys.stdin.buffer.read()))

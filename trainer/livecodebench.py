@@ -349,54 +349,56 @@ class Grade:
     metadata: dict   # lcb_runner's shape: error_code -2 wrong answer, -3 timeout, -4 runtime error
 
 
+def _failed(error_code: int, error: str, message: str, inputs="", expected="", **more) -> Grade:
+    """A failed grade with lcb_runner's metadata."""
+    return Grade(False, {"error_code": error_code, "error": error, "error_message": message, "inputs": inputs,
+                         "expected": expected, **more})
+
+
+def _shown(problem: CodeGenerationProblem, test) -> tuple[str, str]:
+    """A test's input and expected output as lcb_runner's metadata shows them."""
+    if problem.functional:
+        return (_truncate([json.loads(line) for line in test.input.split("\n")]),
+                _truncate(json.loads(test.output)))
+    return _truncate(test.input), _truncate(test.output)
+
+
 def codegen_verdict(problem: CodeGenerationProblem, stdout: bytes, truncated: bool, timed_out: bool) -> Grade:
     """lcb_runner's grade of one program, from the outputs it reported: the first test that
     fails decides, with its details."""
     tests = problem.tests
     report = read_lines(stdout, truncated)
     if report.problem:
-        return Grade(False, {"error_code": -4, "error": report.problem, "error_message": "Runtime Error",
-                             "inputs": "", "expected": ""})
+        return _failed(-4, report.problem, "Runtime Error")
     for i, event in enumerate(report.events):
         if i >= len(tests):
-            ok = event == ["done", len(tests)] and len(report.events) == len(tests) + 1
-            return Grade(ok, {"execution time": 0} if ok else
-                         {"error_code": -4, "error": "lines after the last test", "error_message": "Runtime Error",
-                          "inputs": "", "expected": ""})
+            if event == ["done", len(tests)] and len(report.events) == len(tests) + 1:
+                return Grade(True, {"execution time": 0})
+            return _failed(-4, "lines after the last test", "Runtime Error")
         test = tests[i]
         if event[0] == "error" and len(event) == 4:
             where, name, text = event[1], event[2], event[3]
             if where == "load":
-                return Grade(False, {"error_code": -4, "error_message": f"Error during testing: {text}",
-                                     "error": text, "inputs": "", "expected": ""})
-            inputs = _truncate(test.input if not problem.functional else
-                               [json.loads(line) for line in test.input.split("\n")])
-            expected = _truncate(test.output if not problem.functional else json.loads(test.output))
+                return _failed(-4, text, f"Error during testing: {text}")
             if name == "timeout":
-                return Grade(False, {"error": "TimeoutException()", "error_code": -3,
-                                     "error_message": "Time Limit Exceeded", "inputs": inputs, "expected": expected})
-            return Grade(False, {"error": text, "error_code": -4, "error_message": "Runtime Error",
-                                 "inputs": inputs, "expected": expected})
+                return _failed(-3, "TimeoutException()", "Time Limit Exceeded", *_shown(problem, test))
+            return _failed(-4, text, "Runtime Error", *_shown(problem, test))
         if event[0] != "out" or len(event) != 3 or event[1] != i:
-            return Grade(False, {"error_code": -4, "error": f"line {i + 1} is not test {i}'s output",
-                                 "error_message": "Runtime Error", "inputs": "", "expected": ""})
+            return _failed(-4, f"line {i + 1} is not test {i}'s output", "Runtime Error")
         try:
             out = decode(event[2])
         except Undecodable as exc:
-            return Grade(False, {"error_code": -4, "error": f"undecodable output ({exc})",
-                                 "error_message": "Runtime Error", "inputs": "", "expected": ""})
+            return _failed(-4, f"undecodable output ({exc})", "Runtime Error")
         if problem.functional:
-            expected = json.loads(test.output)
             if isinstance(out, tuple):
                 out = list(out)
-            if not (_plain(out) and values_equal(out, expected)):
-                return Grade(False, {"output": _truncate(out), "inputs": _truncate(
-                    [json.loads(line) for line in test.input.split("\n")]), "expected": _truncate(expected),
-                    "error_code": -2, "error_message": "Wrong Answer"})
+            if not (_plain(out) and values_equal(out, json.loads(test.output))):
+                inputs, expected = _shown(problem, test)
+                return Grade(False, {"output": _truncate(out), "inputs": inputs, "expected": expected,
+                                     "error_code": -2, "error_message": "Wrong Answer"})
         else:
             if not isinstance(out, str):
-                return Grade(False, {"error_code": -4, "error": "stdout is not text", "error_message": "Runtime Error",
-                                     "inputs": "", "expected": ""})
+                return _failed(-4, "stdout is not text", "Runtime Error")
             ok, why = stdout_matches(out, test.output)
             if not ok:
                 return Grade(False, {"output": _truncate(out), "inputs": _truncate(test.input),
@@ -404,10 +406,8 @@ def codegen_verdict(problem: CodeGenerationProblem, stdout: bytes, truncated: bo
     done = sum(1 for e in report.events if e and e[0] == "out")
     if timed_out:
         test = tests[min(done, len(tests) - 1)]
-        return Grade(False, {"error": "TimeoutException()", "error_code": -3, "error_message": "Time Limit Exceeded",
-                             "inputs": _truncate(test.input), "expected": _truncate(test.output)})
-    return Grade(False, {"error_code": -4, "error": f"it stopped after {done} of {len(tests)} tests",
-                         "error_message": "Runtime Error", "inputs": "", "expected": ""})
+        return _failed(-3, "TimeoutException()", "Time Limit Exceeded", _truncate(test.input), _truncate(test.output))
+    return _failed(-4, f"it stopped after {done} of {len(tests)} tests", "Runtime Error")
 
 
 def _plain(x) -> bool:
