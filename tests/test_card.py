@@ -147,8 +147,8 @@ def test_generation_resumes_after_a_crash_mid_line(tmp_path):
     again, and the file is whole afterwards."""
     from types import SimpleNamespace
 
-    from trainer.evaluate import samples_meta
     from trainer.card import generate_resumable
+    from trainer.evaluate import samples_meta
 
     path = tmp_path / "s.jsonl"
     settings = {"model": "m", "n_samples": 2}
