@@ -101,9 +101,11 @@ def cmd_import_released(args) -> int:
     filtered again through the sandboxed executor and every step after it."""
     from generator.released import import_released
 
-    count = import_released(args.input, args.output)
-    print(f"{count} instructions written to {args.output}; next: python -m generator execute "
-          f"--input {args.output} --output OUT.jsonl", file=sys.stderr)
+    report = import_released(args.input, args.output)
+    if report.unknown_columns:
+        print(f"not in the released schemas, not kept: {', '.join(report.unknown_columns)}", file=sys.stderr)
+    print(f"{report.rows} rows, {report.instructions} instructions written to {args.output}; next: "
+          f"python -m generator execute --input {args.output} --output OUT.jsonl", file=sys.stderr)
     return 0
 
 

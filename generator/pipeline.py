@@ -31,7 +31,7 @@ from generator.runner import run_stages
 from generator.stage import Stage, StageStats
 from generator.stages.dedup import DedupConfig
 from generator.stages.execute import ExecuteConfig
-from generator.stages.export import Export, write_card
+from generator.stages.export import Export, ExportConfig, write_card
 from generator.stages.generation import GenerationConfig
 from generator.stages.instructions import InstructionsConfig
 from generator.stages.sanitize import RewriteConfig
@@ -121,6 +121,7 @@ class PipelineConfig:
     dedup: PipelineDedupConfig = field(default_factory=PipelineDedupConfig)
     rewrite: PipelineRewriteConfig = field(default_factory=PipelineRewriteConfig)
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @classmethod
@@ -345,7 +346,8 @@ class Pipeline:
         (self.dir / "stats.json").write_text(json.dumps(summary, indent=2) + "\n")
         funnel_chart(all_stats, self.dir / "funnel.png")
         if isinstance(stage, Export):
-            write_card(stage.dataset_dir, all_stats[-1].rows_out, dataclasses.asdict(self.cfg), summary)
+            write_card(stage.dataset_dir, all_stats[-1].rows_out, stage.columns, dataclasses.asdict(self.cfg),
+                       summary)
 
 
 def seeds_steps(cfg: PipelineConfig, out: Path) -> list[Stage]:

@@ -26,10 +26,13 @@ class SourceRow(TypedDict):
 
 
 class SeedRow(TypedDict):
-    """S: one function with a docstring. `id` is a hash of the function's text."""
+    """S: one function with a docstring. `id` is a hash of the function's text. `sha1` and
+    `seed_index` are the released seed set's `sha1` and `id` columns, kept for the export."""
     id: str
     seed: str
     origin: str
+    sha1: NotRequired[str]
+    seed_index: NotRequired[int]
     judge_yes: NotRequired[int]
     judge_votes: NotRequired[int]
 
@@ -47,8 +50,10 @@ class InstructionRow(ConceptRow):
 
 
 class ResponseRow(InstructionRow):
-    """I->R: every usable sampled response to one instruction; the execute stage tries each."""
+    """I->R: every usable sampled response to one instruction; the execute stage tries each.
+    `prompt` is the I->R prompt they were sampled from (the released dataset's `prompt`)."""
     samples: list[str]
+    prompt: str
 
 
 class SampleRow(TypedDict):
@@ -65,6 +70,19 @@ class DatasetRow(TypedDict):
     id: str
     instruction: str
     response: str
+
+
+def concepts_list(value: object) -> list[str]:
+    """Concepts as the authors wrote them: a list of strings. A string (a row written by another
+    tool) is split as their S->C parser split the model's text, on commas, each piece stripped;
+    never into characters."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [c.strip() for c in value.split(",")] if value.strip() else []
+    if isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
+        return list(value)
+    raise ValueError(f"concepts must be a list of strings or one comma-separated string, not {value!r:.80}")
 
 
 _DECODER = json.JSONDecoder()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from generator.pipeline import Pipeline, PipelineConfig
-from generator.prompts import Malformed, load_examples, parse_concepts, parse_instruction, parse_response
+from generator.prompts import PREAMBLE, Malformed, load_examples, parse_concepts, parse_instruction, parse_response
 from generator.response_format import python_blocks as code_blocks
 from generator.stages.seeds import SeedFilter
 from tests.conftest import ROOT
@@ -271,13 +271,13 @@ def test_pipeline_with_a_scripted_model_is_exact(tmp_path, target):
     final = read(run / "11-export.jsonl")
     names = sorted(r["seed"].split("def ")[1].split("(")[0] for r in final)
     assert names in (["area", "double"], ["area", "twice"])
-    assert all(set(r) >= {"instruction", "response", "seed", "concepts", "id", "fingerprint"} for r in final)
+    assert all(list(r) == ["fingerprint", "sha1", "seed", "response", "concepts", "prompt", "instruction", "id"]
+               for r in final)   # the released dataset's columns (tests/test_released_schema.py)
+    assert all(r["prompt"].startswith(PREAMBLE["responses"]) for r in final)   # the I->R prompt it was sampled from
     import datasets
 
-    ds = datasets.load_dataset(str(run / "dataset"), split="train")
-    assert ds.num_rows == 2 and set(ds.column_names) >= {"instruction", "response", "fingerprint", "messages"}
-    assert ds[0]["messages"] == [{"role": "user", "content": ds[0]["instruction"]},
-                                 {"role": "assistant", "content": ds[0]["response"]}]
+    ds = datasets.load_from_disk(str(run / "dataset"))
+    assert ds.to_list() == final
     card = (run / "dataset" / "README.md").read_text()
     assert card.startswith("---\nconfigs:") and "| execute |" in card and '"dedup"' in card
     summary = json.loads((run / "stats.json").read_text())

@@ -1,9 +1,26 @@
-"""The SFT dataset: JSONL, and a Hugging Face dataset folder (Parquet plus a dataset card).
+"""The SFT dataset: JSONL, and a `datasets` dataset saved on disk, with a dataset card.
 
-`datasets.load_dataset(PATH)` loads the folder as is, and its `messages` column (a user turn and
-an assistant turn) is what TRL's `SFTTrainer` and chat templates take without a mapping
-function. The card records the run's config and its funnel, so a published copy says how it was
-made. `push_to_hub` uploads the folder where a hub is reachable.
+By default the columns, their order and their types are those of the authors' released dataset,
+`bigcode/self-oss-instruct-sc2-exec-filter-50k` (its README's `dataset_info`):
+
+| column | type | here |
+| --- | --- | --- |
+| `fingerprint` | null | always null (theirs held the OpenAI `system_fingerprint`, null from vLLM) |
+| `sha1` | string | the seed's `sha1` when the seed set gave one, else the SHA-1 of the seed's text |
+| `seed` | string | the seed function |
+| `response` | string | the response whose own tests passed |
+| `concepts` | list of strings | the concepts (S->C) |
+| `prompt` | string | the I->R prompt that the response was sampled from (null for imported rows without one) |
+| `instruction` | string | the instruction (C->I) |
+| `id` | int64 | the seed's `id` in the seed set; seeds extracted here have none, so it is the first 60 bits of `sha1` |
+
+`extra_columns` adds any of `EXTRA_COLUMNS`: `messages` (the pair as user and assistant turns,
+what TRL's `SFTTrainer` takes without a mapping function), `category`, `difficulty` and `row_id`
+(this pipeline's row key). The JSONL and the dataset carry exactly the same columns.
+
+The folder is written with `Dataset.save_to_disk`, so `datasets.load_from_disk(folder)` loads it;
+the card (README.md) beside it records the run's config and funnel. `push_to_hub` uploads the
+dataset and then the card where a hub is reachable.
 """
 
 from __future__ import annotations
@@ -11,24 +28,79 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from generator.rows import concepts_list
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
 if TYPE_CHECKING:
     from generator.pipeline import PipelineConfig
 
-FIELDS = ("id", "instruction", "response", "seed", "concepts", "category", "difficulty", "fingerprint")
-DATA_FILE = "data/train-00000-of-00001.parquet"
+RELEASED_COLUMNS = ("fingerprint", "sha1", "seed", "response", "concepts", "prompt", "instruction", "id")
+EXTRA_COLUMNS = ("messages", "category", "difficulty", "row_id")
 
 
-def fingerprint(instruction: str, response: str) -> str:
-    return hashlib.sha256(f"{instruction}\x1f{response}".encode()).hexdigest()[:16]
+@dataclass
+class ExportConfig:
+    extra_columns: list[str] = field(default_factory=list)   # any of EXTRA_COLUMNS, after the released ones
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.extra_columns if c not in EXTRA_COLUMNS]
+        if unknown:
+            raise ValueError(f"[export] extra_columns: unknown {', '.join(unknown)} "
+                             f"(known: {', '.join(EXTRA_COLUMNS)})")
+
+    def columns(self) -> tuple[str, ...]:
+        return RELEASED_COLUMNS + tuple(c for c in EXTRA_COLUMNS if c in self.extra_columns)
+
+
+def seed_sha1(seed: str) -> str:
+    return hashlib.sha1(seed.encode()).hexdigest()
+
+
+def seed_number(sha1: str) -> int:
+    """An int64 `id` for a seed without one: the first 60 bits of its SHA-1 (stable, no order)."""
+    return int(sha1[:15], 16)
 
 
 def messages(instruction: str, response: str) -> list[dict]:
     return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+
+
+def export_row(row: dict, columns: tuple[str, ...]) -> dict:
+    """One exported row: the released columns from a pipeline row, then the chosen extras."""
+    seed = row.get("seed")
+    sha1 = row.get("sha1") or (seed_sha1(seed) if isinstance(seed, str) else None)
+    index = row.get("seed_index")
+    values = {
+        "fingerprint": None,
+        "sha1": sha1,
+        "seed": seed,
+        "response": row["response"],
+        "concepts": concepts_list(row.get("concepts")),
+        "prompt": row.get("prompt"),
+        "instruction": row["instruction"],
+        "id": index if isinstance(index, int) else (seed_number(sha1) if sha1 else None),
+        "messages": messages(row["instruction"], row["response"]),
+        "category": row.get("category"),
+        "difficulty": row.get("difficulty"),
+        "row_id": row["id"],
+    }
+    return {c: values[c] for c in columns}
+
+
+def features(columns: tuple[str, ...]):
+    import datasets
+
+    types = {
+        "fingerprint": datasets.Value("null"),
+        "concepts": datasets.Sequence(datasets.Value("string")),
+        "id": datasets.Value("int64"),
+        "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+    }
+    return datasets.Features({c: types.get(c, datasets.Value("string")) for c in columns})
 
 
 def made_by(config: dict | None) -> str:
@@ -45,15 +117,17 @@ def made_by(config: dict | None) -> str:
     return "the run's backend (see its config)"
 
 
-def dataset_card(rows: int, config: dict | None = None, funnel: list[dict] | None = None) -> str:
-    """A dataset card: YAML metadata that `datasets` reads, then how the data was made."""
+def dataset_card(rows: int, columns: tuple[str, ...] = RELEASED_COLUMNS, config: dict | None = None,
+                 funnel: list[dict] | None = None) -> str:
+    """A dataset card: YAML metadata for the hub copy (`push_to_hub` writes `data/train-*`), then
+    how the data was made."""
     lines = [
         "---",
         "configs:",
         "- config_name: default",
         "  data_files:",
         "  - split: train",
-        f"    path: {DATA_FILE}",
+        "    path: data/train-*",
         "task_categories:",
         "- text-generation",
         "tags:",
@@ -67,8 +141,9 @@ def dataset_card(rows: int, config: dict | None = None, funnel: list[dict] | Non
         f"the concepts, instructions and responses were written by {made_by(config)}; responses were kept",
         "only when their own tests passed in a sandbox, then selected, deduplicated, rewritten and decontaminated.",
         "",
-        "Columns: `instruction`, `response`, `messages` (the same pair as chat turns), `seed`, `concepts`,",
-        "`category`, `difficulty`, `id`, `fingerprint`.",
+        "Columns: " + ", ".join(f"`{c}`" for c in columns) + ". The first eight are those of",
+        "`bigcode/self-oss-instruct-sc2-exec-filter-50k`, in its order and types. Load the folder with",
+        "`datasets.load_from_disk`.",
     ]
     if funnel:
         lines += ["", "## Funnel", "", "| stage | in | kept | dropped (by reason) |", "| --- | ---: | ---: | --- |"]
@@ -84,46 +159,46 @@ class Export(Stage):
     name = "export"
     batch_size = WHOLE_INPUT
 
-    def __init__(self, output, dataset_dir: str | Path, progress: bool = True):
+    def __init__(self, output, dataset_dir: str | Path, export: ExportConfig | None = None, progress: bool = True):
         super().__init__(output, progress)
         self.dataset_dir = Path(dataset_dir)
+        self.columns = (export or ExportConfig()).columns()
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, output) -> Export:
-        return cls(output, Path(cfg.dir) / "dataset", cfg.progress)
+        return cls(output, Path(cfg.dir) / "dataset", cfg.export, cfg.progress)
+
+    def settings(self) -> dict:
+        return {"columns": list(self.columns)}
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import datasets
 
-        out = []
-        for row in sorted(rows, key=lambda r: r["id"]):
-            rec = {k: row.get(k) for k in FIELDS if k != "fingerprint"}
-            rec["concepts"] = list(rec.get("concepts") or [])
-            rec["fingerprint"] = fingerprint(row["instruction"], row["response"])
-            out.append(rec)
+        out = [export_row(row, self.columns) for row in sorted(rows, key=lambda r: str(r["id"]))]
+        table = datasets.Dataset.from_dict({c: [r[c] for r in out] for c in self.columns},   # also for zero rows
+                                           features=features(self.columns))
+        # Written beside and swapped in, so a crash never leaves half a dataset under the name.
+        staging = self.dataset_dir.with_name(self.dataset_dir.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        table.save_to_disk(str(staging))
+        (staging / "README.md").write_text(dataset_card(len(out), self.columns))
         if self.dataset_dir.exists():
             shutil.rmtree(self.dataset_dir)
-        (self.dataset_dir / DATA_FILE).parent.mkdir(parents=True)
-        message = pa.struct([("role", pa.string()), ("content", pa.string())])
-        schema = pa.schema([(k, pa.list_(pa.string()) if k == "concepts" else pa.string()) for k in FIELDS]
-                           + [("messages", pa.list_(message))])
-        columns = {k: [row[k] for row in out] for k in FIELDS}   # also right for zero rows
-        columns["messages"] = [messages(r["instruction"], r["response"]) for r in out]
-        pq.write_table(pa.table(columns, schema=schema), self.dataset_dir / DATA_FILE)
-        (self.dataset_dir / "README.md").write_text(dataset_card(len(out)))
+        staging.rename(self.dataset_dir)
         return BatchResult(kept=out)
 
 
-def write_card(dataset_dir: str | Path, rows: int, config: dict, funnel: list[dict]) -> None:
-    (Path(dataset_dir) / "README.md").write_text(dataset_card(rows, config, funnel))
+def write_card(dataset_dir: str | Path, rows: int, columns: tuple[str, ...], config: dict,
+               funnel: list[dict]) -> None:
+    (Path(dataset_dir) / "README.md").write_text(dataset_card(rows, columns, config, funnel))
 
 
 def push_to_hub(dataset_dir: str | Path, repo: str, private: bool = False) -> str:
-    """Upload the dataset folder (data and card) to a Hugging Face dataset repository."""
+    """Upload the dataset (as Parquet, by `datasets`) and then its card to a hub dataset repo."""
+    import datasets
     from huggingface_hub import HfApi
 
-    api = HfApi()
-    api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(dataset_dir), repo_id=repo, repo_type="dataset")
+    datasets.load_from_disk(str(dataset_dir)).push_to_hub(repo, private=private)
+    HfApi().upload_file(path_or_fileobj=str(Path(dataset_dir) / "README.md"), path_in_repo="README.md",
+                        repo_id=repo, repo_type="dataset")
     return f"https://huggingface.co/datasets/{repo}"

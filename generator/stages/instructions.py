@@ -17,6 +17,7 @@ from generator.prompts import (
     parse_instruction,
     sample_examples,
 )
+from generator.rows import concepts_list
 from generator.stages.generation import GenerationConfig, GenerationStage
 
 
@@ -46,7 +47,7 @@ class Instructions(GenerationStage):
     def prompt(self, row: dict) -> str:
         category, difficulty = self.properties(row)
         shots = sample_examples(self.examples, self.gen.k, self.row_seed(row, "examples"))
-        return instructions_prompt(", ".join(row["concepts"]), category, difficulty, shots)
+        return instructions_prompt(", ".join(concepts_list(row["concepts"])), category, difficulty, shots)
 
     def properties(self, row: dict) -> tuple[str, str]:
         categories = getattr(self.gen, "categories", None)

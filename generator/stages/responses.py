@@ -29,8 +29,10 @@ class Responses(GenerationStage):
         return parse_response(text)
 
     def make_rows(self, row: dict, parsed: list) -> list[dict]:
-        """One row per instruction with all its usable samples: the execute stage tries each."""
-        return [{**row, "samples": parsed}]
+        """One row per instruction with all its usable samples: the execute stage tries each.
+        The prompt is kept, as the released dataset keeps it (it is rebuilt: the same row gives
+        the same prompt)."""
+        return [{**row, "samples": parsed, "prompt": self.prompt(row)}]
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = super().process_batch(rows)

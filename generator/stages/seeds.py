@@ -117,7 +117,7 @@ class SeedFilter:
             return None, "benchmark_contamination"
         digest = hashlib.sha256(seed.encode()).hexdigest()[:16]
         return {"id": f"seed-{digest}", "seed": seed, "name": node.name, "origin": origin,
-                "lineno": node.lineno}, None
+                "lineno": node.lineno, "sha1": hashlib.sha1(seed.encode()).hexdigest()}, None
 
 
 def _parsable_pieces(source: str) -> list[tuple[ast.Module, str]]:
@@ -259,9 +259,15 @@ def _read(path: Path) -> str:
 
 
 def _code_row(row: dict, origin: str) -> dict:
+    """A source row's code, and the released seed sets' own `sha1` and `id` (kept for the export)."""
     for name in CODE_FIELDS:
         if isinstance(row.get(name), str):
-            return {"code": row[name], "origin": row.get("origin", origin)}
+            code = {"code": row[name], "origin": row.get("origin", origin)}
+            if isinstance(row.get("sha1"), str):
+                code["sha1"] = row["sha1"]
+            if isinstance(row.get("id"), int) and not isinstance(row.get("id"), bool):
+                code["seed_index"] = row["id"]
+            return code
     raise ValueError(f"{origin}: no code field (looked for {', '.join(CODE_FIELDS)})")
 
 
@@ -275,7 +281,11 @@ def _as_released(row: dict) -> dict:
     except (SyntaxError, ValueError):
         pass
     digest = hashlib.sha256(f"{row['origin']}\x1f{seed}".encode()).hexdigest()[:16]   # one id per row
-    return {"id": f"seed-{digest}", "seed": seed, "name": name, "origin": row["origin"], "lineno": None}
+    released = {"sha1": row.get("sha1") or hashlib.sha1(seed.encode()).hexdigest()}
+    if "seed_index" in row:
+        released["seed_index"] = row["seed_index"]
+    return {"id": f"seed-{digest}", "seed": seed, "name": name, "origin": row["origin"], "lineno": None,
+            **released}
 
 
 _worker_filter: SeedFilter | None = None
