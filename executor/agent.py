@@ -47,7 +47,6 @@ import dataclasses
 import gc
 import json
 import os
-import random
 import resource
 import selectors
 import signal
@@ -126,6 +125,8 @@ _zygote_sock: socket.socket | None = None
 _zygote_baseline: dict | None = None
 _job_uid: int | None = None   # None: the job runs as the agent's user (an engine that started us unprivileged)
 _start_env: dict[str, str] = {}
+_JOB_STREAMS: tuple = ()      # made in the zygote (_job_streams)
+_UNITTEST_RUNS: list[int] = []   # how many tests each unittest.main() ran (_count_unittest_runs)
 
 
 def main() -> None:
@@ -499,6 +500,9 @@ def _set_job_defaults() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython does for every script
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    global _JOB_STREAMS, _UNITTEST_RUNS
+    _JOB_STREAMS = _job_streams()
+    _UNITTEST_RUNS = _count_unittest_runs()   # patched once here; each job gets its own empty copy
     os.umask(0o022)
     if dict(os.environ) != (_start_env or JOB_ENV):
         os.environ.clear()
@@ -645,24 +649,24 @@ def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
         # The agent and the zygote stay non-dumpable; the job is an ordinary process, as under
         # `python3 main.py`: its own /proc/self files (mem, environ, oom_score_adj) are its own.
         _LIBC.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-        try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")  # the kernel's OOM killer takes the job first
+        try:   # os.open, not open(): a text file object costs a tenth of a millisecond here
+            oom = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(oom, b"1000")  # the kernel's OOM killer takes the job first
+            finally:
+                os.close(oom)
         except OSError:
             pass
         os.chdir(WORK_DIR)
         atexit._clear()
         gc.unfreeze()
-        random.seed()
+        # `random` is reseeded by its own at-fork handler (PyOS_AfterFork_Child runs it).
         sys.dont_write_bytecode = True
         sys.argv = [script]
         sys.path[0] = WORK_DIR
         sys.modules.pop("protocol", None)   # the agent's: a script importing that name finds its own
-        sys.stdin = sys.__stdin__ = _text_stream(0, "r", line_buffering=False)
-        sys.stdout = sys.__stdout__ = _text_stream(1, "w", line_buffering=False)
-        sys.stderr = sys.__stderr__ = _text_stream(2, "w", line_buffering=True, errors="backslashreplace")
-        with open(script, "rb") as f:
-            code = f.read().decode("utf-8")
+        sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = _JOB_STREAMS
+        code = _read_file(script).decode("utf-8")
     except BaseException:
         os._exit(121)
     os._exit(_run_as_main(code, script))
@@ -695,10 +699,12 @@ def _seccomp_filter():
     filter. Socket families are compared on their low 32 bits, as the kernel reads them (a family
     with high bits set cannot slip past). Built once, at start; the zygote loads it.
     """
-    import ctypes.util
+    try:   # the soname both image bases ship; find_library runs ldconfig (20 ms of every start)
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
 
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-    lib = ctypes.CDLL(name, use_errno=True)
+        lib = ctypes.CDLL(find_library("seccomp") or "libseccomp.so", use_errno=True)
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
@@ -746,6 +752,44 @@ def _load_seccomp_filter() -> None:
             raise OSError(-rc, "could not install the seccomp filter")
 
 
+def _read_file(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _job_streams() -> tuple:
+    """Once, in the zygote: the text streams every job gets as its stdin, stdout and stderr
+    (a fork copies them fresh and unused into each job, which saves each job about 0.2 ms).
+
+    A stream records at creation whether its descriptor can seek (and where it is), so each is
+    made on a descriptor of the kind the job's will be: stdin an unlinked regular file at its
+    start, stdout and stderr pipes. The zygote's own 0, 1 and 2 (the agent's channel) are put
+    back at once; the zygote never writes to them."""
+    saved = [os.dup(fd) for fd in (0, 1, 2)]
+    path = f"/tmp/.zygote-stdin-{os.getpid()}"
+    stdin = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.unlink(path)
+    r, w = os.pipe()
+    try:
+        for fd, target in ((stdin, 0), (w, 1), (w, 2)):
+            os.dup2(fd, target)
+        return (_text_stream(0, "r", line_buffering=False), _text_stream(1, "w", line_buffering=False),
+                _text_stream(2, "w", line_buffering=True, errors="backslashreplace"))
+    finally:
+        for fd, target in zip(saved, (0, 1, 2), strict=True):
+            os.dup2(fd, target)
+        for fd in (*saved, stdin, r, w):
+            os.close(fd)
+
+
 def _text_stream(fd: int, mode: str, line_buffering: bool, errors: str = "strict"):
     import io
     raw = io.FileIO(fd, mode, closefd=False)
@@ -783,7 +827,7 @@ def _run_as_main(code: str, script: str) -> int:
     if code.startswith("\ufeff"):
         code = code[1:]   # a byte-order mark, which Python drops when it reads a script file
     main_pid = os.getpid()
-    tests_run = _count_unittest_runs()
+    tests_run = _UNITTEST_RUNS
     outcome, exit_code = "end", 0
     try:
         compiled = compile(code, script, "exec", dont_inherit=True)

@@ -21,6 +21,7 @@ canonical solutions passed, which shows the exec()-in-a-function defect directly
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -97,7 +98,7 @@ def _threaded(name: str, programs: list[Program], concurrency: int,
 
 
 @contextmanager
-def _served(pool_size: int, isolation: str = "pooled") -> Iterator[Client]:
+def _served(pool_size: int, isolation: str = "pooled", spares: int | None = None) -> Iterator[Client]:
     """The executor as deployed: `python -m executor serve` in its own process, this process a
     client over gRPC on loopback (in one process, server and client would share a GIL), every
     sandbox warm before the client is handed out."""
@@ -105,7 +106,8 @@ def _served(pool_size: int, isolation: str = "pooled") -> Iterator[Client]:
 
     server = subprocess.Popen(
         [sys.executable, "-m", "executor", "serve", "--port", "0", "--pool-size", str(pool_size),
-         "--isolation", isolation, "--instance", f"bench-{isolation}-{os.getpid()}"],
+         "--isolation", isolation, "--instance", f"bench-{isolation}-{os.getpid()}"]
+        + ([] if spares is None else ["--spares", str(spares)]),
         stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
@@ -127,8 +129,8 @@ def _served(pool_size: int, isolation: str = "pooled") -> Iterator[Client]:
 
 
 def run_executor(name: str, programs: list[Program], concurrency: int, pool_size: int,
-                 isolation: str) -> RunnerReport:
-    with _served(pool_size, isolation) as client:
+                 isolation: str, spares: int | None = None) -> RunnerReport:
+    with _served(pool_size, isolation, spares) as client:
         sent: dict[str, float] = {}
 
         def source():
@@ -174,6 +176,100 @@ def run_docker_run(programs: list[Program], concurrency: int, image: str) -> Run
             return False
 
     return _threaded("docker-run", programs, concurrency, one)
+
+
+# The image the peers run: this executor's sandbox image (same Python, same libraries), with its
+# agent entrypoint taken out, since both peers give the container a command of their own, and a
+# `python` on the PATH, which llm-sandbox runs. Its command ends on SIGTERM, so that stopping a
+# session costs no 10 s grace period (charged to no one).
+PEER_DOCKERFILE = ('FROM {base}\nUSER root\nRUN ln -sf /usr/bin/python3 /usr/local/bin/python\nENTRYPOINT []\n'
+                   'CMD ["sh", "-c", "trap \'exit 0\' TERM; sleep infinity & wait"]\n')   # stops at once
+
+
+def peer_image() -> str:
+    import io
+
+    import docker
+
+    from executor.image import ensure_sandbox_image, image_exists
+
+    client = docker.from_env()
+    base = ensure_sandbox_image(client)
+    digest = hashlib.sha256(PEER_DOCKERFILE.encode()).hexdigest()[:8]
+    tag = f"selfalign-peer:{base.rsplit(':', 1)[-1]}-{digest}"
+    if not image_exists(client, tag):
+        client.images.build(fileobj=io.BytesIO(PEER_DOCKERFILE.format(base=base).encode()), tag=tag, rm=True)
+    return tag
+
+
+def _peer_missing(name: str, module: str) -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        return f"{name} is not installed (pip install -e '.[bench]')"
+    return None
+
+
+def run_llm_sandbox(programs: list[Program], concurrency: int, image: str) -> RunnerReport:
+    """llm-sandbox (Docker backend) as its README uses it: one `SandboxSession` (a container) per
+    worker, each program copied in and run with `docker exec`. Its defaults otherwise: the
+    container is reused without a wipe, runs as root, with Docker's default network."""
+    from llm_sandbox import SandboxSession
+
+    chunks = [programs[i::concurrency] for i in range(concurrency)]
+    latencies: list[float] = []
+    outcomes: dict[str, bool] = {}
+
+    def worker(chunk: list[Program]) -> None:
+        with SandboxSession(lang="python", image=image, keep_template=True, skip_environment_setup=True,
+                            verbose=False) as session:
+            for p in chunk:
+                t = time.perf_counter()
+                try:
+                    outcomes[p.id] = session.run(p.code, timeout=TIMEOUT_S).exit_code == 0
+                except Exception:
+                    outcomes[p.id] = False
+                latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(worker, chunks))
+    return _report("llm-sandbox", outcomes, latencies, time.perf_counter() - start)
+
+
+def run_epicbox(programs: list[Program], concurrency: int, image: str) -> RunnerReport:
+    """epicbox as its README uses it: `epicbox.run` per program, which creates a container, copies
+    the files in, starts it, waits, reads the logs and removes it. Its defaults otherwise: no
+    network, 64 MiB of memory and 1 s of CPU time per program (raised to this bench's 10 s)."""
+    import logging
+
+    import epicbox
+    import epicbox.utils
+    import structlog
+    from urllib3.util.retry import Retry
+
+    class _Retry(Retry):
+        """epicbox 1.1.0 (its latest) passes urllib3 1.x's `method_whitelist`, which urllib3 2
+        renamed `allowed_methods`: without this, every `epicbox.run` raises TypeError."""
+
+        def __init__(self, *args, method_whitelist=None, **kwargs):
+            if method_whitelist is not None:
+                kwargs.setdefault("allowed_methods", method_whitelist)
+            super().__init__(*args, **kwargs)
+
+    epicbox.utils.Retry = _Retry   # pyright: ignore[reportAttributeAccessIssue]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    epicbox.configure(profiles=[epicbox.Profile("python", image)])
+
+    def one(p: Program) -> bool:
+        try:
+            result = epicbox.run("python", "python3 main.py", files=[{"name": "main.py", "content": p.code.encode()}],
+                                 limits={"cputime": int(TIMEOUT_S), "memory": 64})
+        except Exception:
+            return False
+        return result.get("exit_code") == 0
+
+    return _threaded("epicbox", programs, concurrency, one)
 
 
 def _exec_in_function(code: str) -> None:
@@ -349,6 +445,15 @@ def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerR
             half = args.docker_run_limit // 2
             reports.append(run_docker_run(programs[:half] + programs[problems: problems + half],
                                           args.concurrency, image))
+        elif name in ("llm-sandbox", "epicbox"):
+            missing = _peer_missing(name, "llm_sandbox" if name == "llm-sandbox" else "epicbox")
+            if missing:
+                print(f"skipping {name}: {missing}", file=sys.stderr)
+                continue
+            half = args.docker_run_limit // 2
+            subset = programs[:half] + programs[problems: problems + half]
+            runner = run_llm_sandbox if name == "llm-sandbox" else run_epicbox
+            reports.append(runner(subset, args.concurrency, peer_image()))
         elif name == "original":
             reports.append(run_original(programs, args.concurrency))
         elif name == "fork":
@@ -357,7 +462,29 @@ def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerR
             reports.append(_in_fresh_process(run_floor, programs, args.concurrency))
         elif name == "large-output":
             reports.append(run_large_output(args.pool_size))
+        elif name in ("mixed", "mixed-nospares"):
+            reports.append(run_executor(name, mixed_programs(programs), args.concurrency, args.pool_size, "pooled",
+                                        spares=0 if name == "mixed-nospares" else None))
     return reports
+
+
+# The mixed workload's hostile programs: each ends its sandbox, which is then replaced.
+LOOP = Program("while True:\n    pass\n", limits=Limits(timeout_s=0.1))
+BALLOON = Program("x = bytearray(256 << 20)\n", limits=Limits(memory_mb=64))
+
+
+def mixed_programs(programs: list[Program]) -> list[Program]:
+    """The workload with a program that loops into its 0.1 s limit after every 16th and one that
+    goes over its 64 MiB after every 32nd: each retires its sandbox. They count as `wrong` (they
+    must not pass); the canonical solutions must all still pass."""
+    out: list[Program] = []
+    for i, p in enumerate(programs, 1):
+        out.append(p)
+        if i % 16 == 0:
+            out.append(Program(LOOP.code, id=f"loop-{i}/wrong", limits=LOOP.limits))
+        if i % 32 == 0:
+            out.append(Program(BALLOON.code, id=f"balloon-{i}/wrong", limits=BALLOON.limits))
+    return out
 
 
 def humaneval_programs(limit: int | None = None) -> list[Program]:
@@ -370,7 +497,8 @@ def humaneval_programs(limit: int | None = None) -> list[Program]:
     return right + wrong
 
 
-RUNNERS = ("original", "fork", "floor", "subprocess", "docker-run", "pooled", "fresh", "large-output")
+RUNNERS = ("original", "fork", "floor", "subprocess", "docker-run", "llm-sandbox", "epicbox", "pooled", "fresh",
+           "large-output", "mixed", "mixed-nospares")
 
 
 def main(args) -> int:

@@ -50,6 +50,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     pool_size: int = field(default_factory=lambda: os.cpu_count() or 1)
+    spares: int = 1                       # started sandboxes ready to replace a retired one (pool.py)
     isolation: str = "pooled"
     limits: ServerLimits = field(default_factory=ServerLimits)
     sandbox_base: str | None = None
@@ -488,6 +489,7 @@ class ExecutorServer:
             instance=cfg.instance or f"server-{cfg.port}",
             on_result=self._record, on_engine_change=self._set_health,
             image_provider=lambda client: ensure_image(client, cfg.sandbox_base, cfg.sandbox_profile),
+            spares=cfg.spares,
         )
         interceptors: list[grpc.ServerInterceptor] = [_TokenAuth(cfg.token)] if cfg.token else []
         # Every open stream and every unary Execute holds one worker while it runs; both are

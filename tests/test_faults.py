@@ -22,7 +22,8 @@ SLOW = "import time\ntime.sleep(3)\nprint('done')"
 
 @pytest.fixture
 def solo(docker_client, sandbox_image):
-    server = start_server(docker_client, pool_size=1, instance=f"pytest-faults-{os.getpid()}")
+    # No spare: the one running sandbox is the busy one.
+    server = start_server(docker_client, pool_size=1, spares=0, instance=f"pytest-faults-{os.getpid()}")
     yield server
     server.stop()
 

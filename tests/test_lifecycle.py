@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from executor import Program, Status
+from executor import Limits, Program, Status
 from executor.client import Client, ExecutorError
 from executor.sandbox import LABEL_INSTANCE, LABEL_OWNER, LABEL_ROLE, ROLE_SANDBOX
 from tests.conftest import ROOT, free_port, sandboxes, start_server, wait_for
@@ -21,10 +21,11 @@ from tests.conftest import ROOT, free_port, sandboxes, start_server, wait_for
 def test_leftover_containers_of_a_crashed_server_are_removed(docker_client, sandbox_image, server_process):
     instance = f"pytest-crash-{os.getpid()}"
     first = server_process(instance=instance).start()
-    assert len(sandboxes(docker_client, instance)) == 2
+    # Two in the pool and one spare (pool.py): every one of them is left behind by a crash.
+    assert wait_for(lambda: len(sandboxes(docker_client, instance)) == 3, timeout=60)
     first.kill()  # SIGKILL: no chance to clean up
     left = sandboxes(docker_client, instance)
-    assert len(left) == 2
+    assert len(left) == 3
     second = server_process(instance=instance).start()
     ids_now = {c.id for c in sandboxes(docker_client, instance)}
     assert ids_now.isdisjoint({c.id for c in left})
@@ -162,3 +163,30 @@ def test_result_cache_skips_programs_that_already_ran(target, tmp_path):
     assert again == first  # served from the cache: a rerun would print new random numbers
     assert one.stdout == first["1"] and one.id == "x"  # same program, cached by the stream run
     assert other_stdin.stdout not in first.values()
+
+
+def test_a_retired_sandbox_is_replaced_by_a_spare_started_before(docker_client, sandbox_image):
+    """After a timeout the slot takes a spare, a sandbox started before the job ended, instead of
+    starting one on its own critical path; the spare maker then starts the next spare."""
+    server = start_server(docker_client, pool_size=1, spares=1, instance=f"pytest-spares-{os.getpid()}")
+    try:
+        instance = server.pool.instance
+        assert wait_for(lambda: len(sandboxes(docker_client, instance)) == 2, timeout=60)
+        def hostnames() -> set[str]:
+            while True:
+                try:
+                    return {c.attrs["Config"]["Hostname"] for c in sandboxes(docker_client, instance)}
+                except docker.errors.NotFound:   # one was removed while being listed
+                    continue
+
+        before = hostnames()
+        host = "import os\nprint(os.uname().nodename)"   # each sandbox has a hostname of its own
+        with Client(f"127.0.0.1:{server.port}") as c:
+            first = c.execute(Program(host)).stdout.decode().strip()
+            assert c.execute(Program("while True:\n    pass", limits=Limits(timeout_s=0.2))).status is Status.TIMEOUT
+            second = c.execute(Program(host)).stdout.decode().strip()
+        assert first in before and second in before and second != first   # the spare, started before
+        assert wait_for(lambda: len(hostnames()) == 2 and not hostnames() <= before, timeout=60)   # the next spare
+    finally:
+        server.stop()
+    assert sandboxes(docker_client, instance) == []   # the spare goes too

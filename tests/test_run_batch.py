@@ -135,10 +135,10 @@ def test_killed_batch_resumes(tmp_path, target):
 
 
 def test_ctrl_c_while_a_step_is_being_scheduled_stops_cleanly(target):
-    """A Ctrl-C can land while the client's thread waits for the next step to be scheduled on
-    its loop, before the step is known to the caller. The step must still be cancelled before
-    the stream is closed: closing it under a running step raised RuntimeError (seen in CI as a
-    traceback instead of "run the same command again to resume")."""
+    """A Ctrl-C can land while the client's thread waits for the task that pumps results to be
+    scheduled on its loop, before the task is known to the caller. It must still be cancelled
+    before the stream is closed: closing it under a running step raised RuntimeError (seen in CI
+    as a traceback instead of "run the same command again to resume")."""
     import pytest
 
     from executor.client import Client, Program
@@ -151,7 +151,7 @@ def test_ctrl_c_while_a_step_is_being_scheduled_stops_cleanly(target):
             result = real_call(coro)
             if getattr(coro, "__name__", "") == "_as_task":
                 calls["steps"] += 1
-                if calls["steps"] == 2:   # the second step is scheduled, then the user presses Ctrl-C
+                if calls["steps"] == 1:   # the pump is scheduled, then the user presses Ctrl-C
                     raise KeyboardInterrupt
             return result
 
