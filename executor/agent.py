@@ -126,6 +126,7 @@ _zygote_baseline: dict | None = None
 _job_uid: int | None = None   # None: the job runs as the agent's user (an engine that started us unprivileged)
 _start_env: dict[str, str] = {}
 _JOB_STREAMS: tuple = ()      # made in the zygote (_job_streams)
+_wiped = False   # the last job ended clean: its writable places were emptied after it
 _UNITTEST_RUNS: list[int] = []   # how many tests each unittest.main() ran (_count_unittest_runs)
 
 
@@ -300,7 +301,9 @@ def run_job(job: protocol.Job) -> protocol.Reply:
         os.close(fd)
     status, reason, exit_code, sig = _verdict(watched, _oom_kill_count() > oom_kills_before, memory_mb)
     clean = (clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
-             and _own_state() == _baseline and _zygote_state() == _zygote_baseline)
+             and _own_state() == _baseline and (not _zygote_changeable() or _zygote_state() == _zygote_baseline))
+    global _wiped
+    _wiped = clean   # the next job needs no wipe before it
     rusage = watched.rusage
     return protocol.Reply(
         id=job.get("id"), nonce=job.get("nonce"), status=status, reason=reason, exit_code=exit_code, signal=sig,
@@ -317,21 +320,33 @@ def run_job(job: protocol.Job) -> protocol.Reply:
 def _prepare_files(code: str, stdin: bytes) -> tuple[bool, int]:
     """A fresh work and home directory with the script in it, owned by the job user, and the
     job's standard input as an unlinked file; (whether the wipe before was clean, stdin fd)."""
-    clean_before = _wipe_writable_dirs()
+    # After a clean job nothing ran that could write (its leftovers were killed before the
+    # wipe), so the wipe is only needed before the first job and after an unclean one.
+    global _wiped
+    clean_before = True if _wiped else _wipe_writable_dirs()
+    _wiped = False   # until this job ends clean
     os.makedirs(WORK_DIR, mode=0o700)
     os.makedirs(HOME_DIR, mode=0o700)
     script = os.path.join(WORK_DIR, SCRIPT_NAME)
-    with open(script, "w", encoding="utf-8") as f:
-        f.write(code)
+    _write_new(script, code.encode("utf-8"), 0o644)
     if _job_uid is not None:
         for path in (script, WORK_DIR, HOME_DIR):   # the file first: the agent cannot enter the job's dirs
             os.chown(path, _job_uid, _job_uid)
     stdin_path = "/tmp/.stdin"
-    with open(stdin_path, "wb") as f:
-        f.write(stdin)
+    _write_new(stdin_path, stdin, 0o600)
     stdin_fd = os.open(stdin_path, os.O_RDONLY)
     os.unlink(stdin_path)
     return clean_before, stdin_fd
+
+
+def _write_new(path: str, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _watch(pid: int, out_r: int, err_r: int, cap: int, deadline: float) -> _Watched:
@@ -621,6 +636,15 @@ def _zygote_fork(stdin_fd: int, out_w: int, err_w: int) -> int:
     """The new job's pid; 0 when the zygote could not fork it, -1 when the zygote is gone."""
     answer = _zygote_ask(b"run", [stdin_fd, out_w, err_w])
     return -1 if answer is None else int(answer)
+
+
+def _zygote_changeable() -> bool:
+    """Whether a job could have changed the zygote's limits, priority or affinity: where it runs
+    as the zygote's own user (an unprivileged engine), or under gVisor (whose kernel lets any user
+    renice and pin another's process; it is also the one that reports no sender pids). Elsewhere
+    the kernel refuses it to a job of another user with no capabilities, and the round trip that
+    asks the zygote is saved."""
+    return _job_uid is None or not _senders_verified
 
 
 def _zygote_state() -> dict | None:
@@ -983,16 +1007,42 @@ def _own_state() -> dict:
 _CGROUP_USAGE = ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
 
 
+def _read_small(path: str) -> bytes:
+    """A small kernel file, read with two system calls (open() builds a file object: 10 us)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def _first_readable(paths: tuple[str, ...]) -> str | None:
+    for path in paths:
+        try:
+            _read_small(path)
+            return path
+        except OSError:
+            continue
+    return None
+
+
+_CGROUP_FILES: dict[str, str | None] = {}   # which of the v2 or v1 files this container has
+
+
+def _cgroup_file(kind: str, paths: tuple[str, ...]) -> str | None:
+    if kind not in _CGROUP_FILES:
+        _CGROUP_FILES[kind] = _first_readable(paths)
+    return _CGROUP_FILES[kind]
+
+
 def _cgroup_memory_kib() -> int | None:
     """The container's memory as its cgroup charges it (v2 or v1): every physical page once,
     however many processes share it. None where unreadable."""
-    for path in _CGROUP_USAGE:
-        try:
-            with open(path, "rb") as f:
-                return int(f.read()) // 1024
-        except (OSError, ValueError):
-            continue
-    return None
+    path = _cgroup_file("usage", _CGROUP_USAGE)
+    try:
+        return int(_read_small(path)) // 1024 if path else None
+    except (OSError, ValueError):
+        return None
 
 
 def _pidfd_open(pid: int):
@@ -1100,15 +1150,14 @@ def _sysv_ipc_left() -> bool:
 
 def _oom_kill_count() -> int:
     """Kernel OOM kills in this container's memory cgroup (v2 or v1); 0 where unreadable."""
-    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
-        try:
-            with open(path) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except (OSError, ValueError):
-            continue
+    path = _cgroup_file("events", ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"))
+    try:
+        for line in _read_small(path).decode().splitlines() if path else ():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
     return 0
 
 
