@@ -19,6 +19,10 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spares", type=int, default=1,
                    help="started sandboxes kept ready to replace one retired after a timeout, a memory "
                         "kill or a leftover, so that replacing it does not stall the queue (default: 1)")
+    p.add_argument("--channel", choices=("auto", "socket", "attach"), default="auto",
+                   help="how jobs reach the sandboxes: socket (a Unix socket per sandbox, past dockerd), "
+                        "attach (the containers' stdin and stdout, through dockerd), auto: socket for a "
+                        "local engine with runc when this server is not in a container (default)")
     p.add_argument("--isolation", choices=("pooled", "fresh"), default="pooled",
                    help="pooled: reuse a container across jobs (wiped between them); "
                         "fresh: a new container for every job")
@@ -57,7 +61,8 @@ def _server_config(args, host: str, port: int) -> ServerConfig:
                                  max_memory_mb=max(limits.max_memory_mb, limits.default_memory_mb),
                                  max_output_bytes=max(limits.max_output_bytes, limits.default_output_bytes))
     return ServerConfig(
-        host=host, port=port, pool_size=args.pool_size, spares=args.spares, isolation=args.isolation, limits=limits,
+        host=host, port=port, pool_size=args.pool_size, spares=args.spares, channel=args.channel,
+        isolation=args.isolation, limits=limits,
         sandbox_base=args.sandbox_base, sandbox_profile=args.sandbox_profile, runtime=args.runtime,
     )
 

@@ -127,6 +127,7 @@ _job_uid: int | None = None   # None: the job runs as the agent's user (an engin
 _start_env: dict[str, str] = {}
 _JOB_STREAMS: tuple = ()      # made in the zygote (_job_streams)
 _wiped = False   # the last job ended clean: its writable places were emptied after it
+_channel: socket.socket | None = None   # the server's socket, where jobs come over one
 _UNITTEST_RUNS: list[int] = []   # how many tests each unittest.main() ran (_count_unittest_runs)
 
 
@@ -135,7 +136,8 @@ def main() -> None:
     # The container starts with the job's environment (see sandbox.py), so a job's os.environ
     # and its /proc/self/environ agree, as they do for `python3 main.py`.
     _start_env = dict(os.environ)
-    _drop_privileges(sys.argv[1:])
+    argv, channel_path = _channel_option(sys.argv[1:])
+    _drop_privileges(argv)
     _make_undumpable()
     _SECCOMP = _seccomp_filter()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -153,11 +155,11 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # keep the parent's objects out of the children's collections (copy-on-write)
     _baseline = _own_state()
+    jobs, out = _open_channel(channel_path)
     _start_zygote()   # before the first job line is read: the zygote never holds job data
-    out = sys.stdout.buffer
     _send(out, protocol.Hello(ready=True, python=sys.version.split()[0], pid=os.getpid(),
                               agent_uid=os.getuid(), job_uid=_job_uid))
-    for line in sys.stdin.buffer:
+    for line in jobs:
         if not line.strip():
             continue
         try:
@@ -170,6 +172,27 @@ def main() -> None:
             except Exception:
                 pass
         _send_reply(out, reply)
+
+
+def _channel_option(argv: list[str]) -> tuple[list[str], str | None]:
+    """`--channel PATH` (last on the command line): the server's Unix socket, bind-mounted read-only
+    into the container, to talk over instead of the attached stdin and stdout."""
+    if len(argv) >= 2 and argv[-2] == "--channel":
+        return argv[:-2], argv[-1]
+    return argv, None
+
+
+def _open_channel(path: str | None):
+    """Where jobs come from and replies go: the server's socket, connected once, before any job
+    runs (the server takes that one connection and no other), or the attached stdin and stdout.
+    The socket carries the jobs' bytes past dockerd and its shim, which otherwise copy every
+    job and every reply (0.35 ms of CPU a program)."""
+    if path is None:
+        return sys.stdin.buffer, sys.stdout.buffer
+    global _channel
+    _channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _channel.connect(path)
+    return _channel.makefile("rb"), _channel.makefile("wb")
 
 
 def _send_reply(out, reply: protocol.Reply) -> None:
@@ -487,6 +510,10 @@ def _start_zygote() -> None:
     pid = os.fork()
     if pid == 0:
         ours.close()
+        if _channel is not None:
+            # The zygote never talks to the server (and jobs close every descriptor anyway). The
+            # descriptor itself: the socket object stays open while its file objects exist.
+            os.close(_channel.fileno())
         try:
             global _clone_parent_works
             _empty_bounding_set()

@@ -12,8 +12,17 @@ variant (must fail), repeated. Runners:
               output through a pipe: no sandbox, no gRPC, no cleanup; the physical floor here
 - subprocess  `python3 file.py` per job, no sandbox
 - docker-run  `docker run --rm` per job with the sandbox image (a subset: it is slow)
+- llm-sandbox the llm-sandbox package (Docker backend): one container per worker, reused,
+              each program copied in and run with `docker exec` (a subset)
+- epicbox     the epicbox package: a new container per program, created, filled, started,
+              waited for and removed (a subset)
 - pooled      this executor, warm pool (the default), served by its own process as deployed
 - fresh       this executor, a new container per job
+- mixed       pooled on the workload with a looping program (0.1 s limit) after every 16th and a
+              memory balloon (64 MiB limit) after every 32nd: each retires its sandbox;
+              `mixed-nospares` the same without warm spares
+- latency     pooled, one program at a time (a unary call each): what a single caller waits
+- large-output programs writing 16 MiB to each stream
 
 Reported per runner: items/s, per-job latency p50/p99 (submission to result), and how many
 canonical solutions passed, which shows the exec()-in-a-function defect directly.
@@ -321,6 +330,19 @@ def run_original(programs: list[Program], concurrency: int) -> RunnerReport:
     return _report("original", outcomes, latencies, answer["seconds"])
 
 
+def run_latency(programs: list[Program], pool_size: int, count: int = 200) -> RunnerReport:
+    """One program at a time, each sent when the last one's result is back (`Client.execute`, a
+    unary call), on a warm pool: the latency a single caller sees, p50 and p99."""
+    with _served(pool_size) as client:
+        latencies, outcomes = [], {}
+        start = time.perf_counter()
+        for p in programs[:count]:
+            t = time.perf_counter()
+            outcomes[p.id] = client.execute(p).passed
+            latencies.append(time.perf_counter() - t)
+        return _report("latency", outcomes, latencies, time.perf_counter() - start)
+
+
 def _run_as_script(code: str) -> None:
     """`python3 main.py` semantics: one module namespace named __main__."""
     exec(compile(code, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})  # noqa: S102
@@ -462,6 +484,8 @@ def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerR
             reports.append(_in_fresh_process(run_floor, programs, args.concurrency))
         elif name == "large-output":
             reports.append(run_large_output(args.pool_size))
+        elif name == "latency":
+            reports.append(run_latency(programs[:100] + programs[problems: problems + 100], args.pool_size))
         elif name in ("mixed", "mixed-nospares"):
             reports.append(run_executor(name, mixed_programs(programs), args.concurrency, args.pool_size, "pooled",
                                         spares=0 if name == "mixed-nospares" else None))
@@ -498,7 +522,7 @@ def humaneval_programs(limit: int | None = None) -> list[Program]:
 
 
 RUNNERS = ("original", "fork", "floor", "subprocess", "docker-run", "llm-sandbox", "epicbox", "pooled", "fresh",
-           "large-output", "mixed", "mixed-nospares")
+           "large-output", "mixed", "mixed-nospares", "latency")
 
 
 def main(args) -> int:

@@ -42,6 +42,7 @@ from executor.limits import ResolvedLimits
 from executor.sandbox import (
     LABEL_INSTANCE,
     LABEL_OWNER,
+    ChannelUnavailable,
     Sandbox,
     SandboxConfig,
     SandboxError,
@@ -325,6 +326,11 @@ class Pool:
         try:
             sandbox.start()
             return sandbox
+        except ChannelUnavailable as exc:
+            if self.config.channel_dir is not None:
+                log.warning("%s; jobs go over the containers' attached streams instead", exc)
+                self.config = replace(self.config, channel_dir=None)
+            return self._start_sandbox(memory_mb)
         except SandboxError as exc:
             log.warning("sandbox start failed: %s", exc)
             if not self._check_engine():

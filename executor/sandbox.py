@@ -1,21 +1,32 @@
 """One sandbox container and the line protocol to the agent running inside it.
 
 The container gets every restriction at creation (no network, read-only root, size-limited
-tmpfs, no-new-privileges, pids/memory/CPU/ulimit limits, the job's environment only, no mounts)
-and is attached before it starts, so the agent's "ready" line is never missed. The agent starts
-as root with six capabilities and drops to its own user at once; jobs run as a user of their
-own sandbox with no capabilities (see agent._drop_privileges). Jobs go in as JSON lines on the
-attached stdin; answers come back on the attached stdout, framed by Docker's stream
-multiplexing.
+tmpfs, no-new-privileges, pids/memory/CPU/ulimit limits, the job's environment only, no mounts
+but its channel's) and the agent starts as root with six capabilities and drops to its own user
+at once; jobs run as a user of their own sandbox with no capabilities (see
+agent._drop_privileges). Jobs go in as JSON lines and answers come back as JSON lines over one
+of two channels:
+
+- socket (the default where it works): the server listens on a Unix socket in a directory of its
+  own (mode 0700 on the host), which is bind-mounted read-only into the container; the agent
+  connects once, at start, and the server then closes the listener and unlinks the socket, so no
+  later process in the sandbox (a job) can connect. Jobs and replies skip dockerd and its shim,
+  which copied every byte of both (0.35 ms of CPU a program).
+- attach: the container's stdin and stdout, attached before it starts (so the agent's "ready"
+  line is never missed), framed by Docker's stream multiplexing. For a remote engine, gVisor, or
+  an engine that cannot see the server's directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import shutil
 import socket
 import struct
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +34,7 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 from docker.models.containers import Container
-from docker.types import LogConfig, Ulimit
+from docker.types import LogConfig, Mount, Ulimit
 
 from executor import protocol
 from executor.agent import AGENT_CAPS, JOB_ENV
@@ -39,6 +50,8 @@ ROLE_SANDBOX = "sandbox"
 # uid is claimed through the engine: each sandbox container is named after its job uid
 # (`selfalign-job-UID`), container names are unique per engine, and a name taken by any other
 # server's sandbox makes this one try the next uid (tests/test_isolation.py, 16 allocators).
+CHANNEL_MOUNT = "/run/selfalign"   # where a sandbox sees its channel directory
+CHANNEL_SOCKET = "agent.sock"
 JOB_UID_BASE = 200_000
 JOB_UID_BLOCK = 4096
 # The agent's memory beyond the program's limit: its interpreter and the zygote's (shared pages,
@@ -87,6 +100,11 @@ class SandboxError(Exception):
     """The sandbox itself failed: the container died, hung or broke the protocol."""
 
 
+class ChannelUnavailable(SandboxError):
+    """The engine cannot bind-mount the channel directory: it does not share this process's
+    filesystem (this server runs in a container of its own, the engine's socket mounted in)."""
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     image: str
@@ -101,6 +119,10 @@ class SandboxConfig:
     labels: dict[str, str] = field(default_factory=dict)
     # Room for the agent's buffers: 2 x the largest output a job may write (stdout and stderr)
     max_output_bytes: int = 16 << 20
+    # A host directory (mode 0700, the server's) to make each sandbox's channel in: a Unix socket
+    # the agent connects to once, so that jobs and replies skip dockerd. None: the attached
+    # stdin and stdout carry them (a remote engine, a server in a container, gVisor).
+    channel_dir: str | None = None
 
     def container_memory_mb(self, memory_mb: int | None = None) -> int:
         """The container's limit: the program's, plus the agent's own memory and buffers, so a
@@ -108,7 +130,10 @@ class SandboxConfig:
         program = self.memory_mb if memory_mb is None else memory_mb
         return program + AGENT_BASE_MB + -(-2 * self.max_output_bytes // (1 << 20))
 
-    def create_kwargs(self, job_uid: int) -> dict:
+    def create_kwargs(self, job_uid: int, channel: str | None = None) -> dict:
+        """The container's settings; with `channel` (a host directory holding the server's
+        socket), that directory is mounted read-only at CHANNEL_MOUNT and the agent told to
+        connect there, and nothing is attached."""
         mem = f"{self.container_memory_mb()}m"
         ulimits = [
             Ulimit(name="nofile", soft=self.nofile, hard=self.nofile),
@@ -123,10 +148,16 @@ class SandboxConfig:
             # would count uid 10001 across every container on the host, so runc keeps the cgroup.)
             ulimits.append(Ulimit(name="nproc", soft=self.pids_limit, hard=self.pids_limit))
             pids_limit = None
+        command = ["--job-uid", str(job_uid)]
+        extra: dict = {}
+        if channel is not None:
+            command += ["--channel", f"{CHANNEL_MOUNT}/{CHANNEL_SOCKET}"]
+            extra["mounts"] = [Mount(CHANNEL_MOUNT, channel, type="bind", read_only=True)]
         return dict(
+            **extra,
             image=self.image,
             detach=True,
-            stdin_open=True,
+            stdin_open=channel is None,
             tty=False,
             network_mode="none",
             read_only=True,
@@ -136,7 +167,7 @@ class SandboxConfig:
             # The agent starts as root with AGENT_CAPS only, becomes uid 10001 keeping them,
             # and runs each job as job_uid with no capabilities (agent._drop_privileges).
             user="0:0",
-            command=["--job-uid", str(job_uid)],
+            command=command,
             cap_drop=["ALL"],
             cap_add=sorted(AGENT_CAPS),
             security_opt=["no-new-privileges"],
@@ -149,7 +180,10 @@ class SandboxConfig:
             name=container_name(job_uid),   # claims the uid on this engine (see JOB_UID_BLOCK)
             hostname=f"sandbox-{secrets.token_hex(4)}",  # tells containers apart in logs and tests
             labels={LABEL_ROLE: ROLE_SANDBOX, **self.labels},
-            log_config=LogConfig(type=LogConfig.types.NONE),
+            # With a channel the agent's stderr is kept (1 MB at most) for the error when it fails
+            # to start; attached, the server reads it from the stream.
+            log_config=(LogConfig(type=LogConfig.types.NONE) if channel is None else
+                        LogConfig(type=LogConfig.types.JSON, config={"max-size": "1m", "max-file": "1"})),
             runtime=self.runtime,
         )
 
@@ -165,6 +199,8 @@ class Sandbox:
         self.container: Container | None = None
         self._sock: socket.socket | None = None
         self._raw = None
+        self._channel: str | None = None   # this sandbox's directory in config.channel_dir
+        self._framed = True   # Docker's multiplexed frames (attached) or plain bytes (channel)
         self._frames = bytearray()
         self._lines = bytearray()
         self._scanned = 0   # bytes of _lines already searched for a newline
@@ -174,24 +210,66 @@ class Sandbox:
         return self.container.short_id if self.container else "-"
 
     def start(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        listener = None
         try:
+            if self.config.channel_dir is not None:
+                self._channel = tempfile.mkdtemp(prefix="sandbox-", dir=self.config.channel_dir)
+                os.chmod(self._channel, 0o755)   # the agent's user may enter; the parent is the server's alone
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                path = os.path.join(self._channel, CHANNEL_SOCKET)
+                listener.bind(path)
+                os.chmod(path, 0o666)
+                listener.listen(1)
             container = self._create()
             self.container = container
-            self._raw = self.client.api.attach_socket(
-                str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
-            self._sock = getattr(self._raw, "_sock", self._raw)
-            container.start()
-            hello = self._read_line(time.monotonic() + timeout_s)
+            if listener is not None:
+                container.start()
+                self._sock = self._accept_agent(listener, container, deadline)
+                self._framed = False
+            else:
+                self._raw = self.client.api.attach_socket(
+                    str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+                )
+                self._sock = getattr(self._raw, "_sock", self._raw)
+                container.start()
+            hello = self._read_line(deadline)
         except (docker.errors.DockerException, OSError) as exc:
             self.remove()
             raise SandboxError(f"could not start a sandbox: {exc}") from exc
         except SandboxError:
             self.remove()
             raise
+        finally:
+            if listener is not None:
+                # One connection, the agent's, taken before any job runs: no later process in the
+                # sandbox (a job) can reach the server this way.
+                listener.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._channel or "", CHANNEL_SOCKET))
         if not hello.get("ready"):
             self.remove()
             raise SandboxError(f"agent did not start: {hello}")
+
+    def _accept_agent(self, listener: socket.socket, container: Container, deadline: float) -> socket.socket:
+        """The agent's connection to the channel; a SandboxError with the agent's last words when
+        the container stops first."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxError("the agent did not connect in time")
+            listener.settimeout(min(remaining, 0.5))
+            try:
+                conn, _ = listener.accept()
+                conn.settimeout(None)
+                return conn
+            except TimeoutError:
+                pass
+            state = self.client.api.inspect_container(str(container.id))["State"]
+            if not state.get("Running"):
+                words = container.logs(tail=5).decode("utf-8", "replace").strip()
+                raise SandboxError(f"the agent exited (code {state.get('ExitCode')}) before it connected"
+                                   + (f": {words}" if words else ""))
 
     def _create(self) -> Container:
         """A container whose name claims a job uid that no other sandbox on the engine has."""
@@ -199,12 +277,14 @@ class Sandbox:
         for _ in range(UID_CLAIM_TRIES):
             uid = uids.take()
             try:
-                container = self.client.containers.create(**self.config.create_kwargs(uid))
+                container = self.client.containers.create(**self.config.create_kwargs(uid, self._channel))
             except docker.errors.APIError as exc:
                 if exc.status_code == 409:   # the name, and so the uid, is another sandbox's
                     uids.taken_elsewhere(uid)
                     continue
                 uids.give_back(uid)
+                if self._channel is not None and "bind source path does not exist" in str(exc.explanation):
+                    raise ChannelUnavailable(f"the engine cannot mount {self._channel}: {exc.explanation}") from exc
                 raise
             self.job_uid = uid
             return container
@@ -244,11 +324,10 @@ class Sandbox:
             return False
 
     def remove(self) -> None:
-        if self._raw is not None:
-            try:
-                self._raw.close()
-            except OSError:
-                pass
+        for stream in (self._raw, self._sock):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
         self._sock = self._raw = None
         if self.container is not None:
             try:
@@ -261,6 +340,9 @@ class Sandbox:
         if self.job_uid is not None:
             JOB_UIDS.give_back(self.job_uid)
             self.job_uid = None
+        if self._channel is not None:
+            shutil.rmtree(self._channel, ignore_errors=True)
+            self._channel = None
 
     def _read_line(self, deadline: float) -> dict:
         # Only the bytes that arrived since the last search are searched: a reply of many MiB
@@ -280,7 +362,11 @@ class Sandbox:
             self._read_frame(deadline)
 
     def _read_frame(self, deadline: float) -> None:
-        """Read one frame of Docker's multiplexed stream: 8-byte header, then payload."""
+        """Read one frame of Docker's multiplexed stream: 8-byte header, then payload (over the
+        channel: whatever bytes came)."""
+        if not self._framed:
+            self._lines += self._recv(deadline)
+            return
         while True:
             if len(self._frames) >= 8:
                 stream, size = self._frames[0], struct.unpack(">I", self._frames[4:8])[0]
@@ -293,21 +379,24 @@ class Sandbox:
                     log.warning("sandbox %s agent stderr: %s", self.short_id,
                                 payload.decode("utf-8", "replace").rstrip())
                     continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SandboxError("the sandbox did not answer in time")
-            if self._sock is None:
-                raise SandboxError("sandbox is not running")
-            self._sock.settimeout(remaining)
-            try:
-                chunk = self._sock.recv(1 << 20)
-            except TimeoutError:
-                raise SandboxError("the sandbox did not answer in time") from None
-            except OSError as exc:
-                raise SandboxError(f"lost the connection to the sandbox: {exc}") from exc
-            if not chunk:
-                raise SandboxError("the sandbox exited")
-            self._frames += chunk
+            self._frames += self._recv(deadline)
+
+    def _recv(self, deadline: float) -> bytes:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SandboxError("the sandbox did not answer in time")
+        if self._sock is None:
+            raise SandboxError("sandbox is not running")
+        self._sock.settimeout(remaining)
+        try:
+            chunk = self._sock.recv(1 << 20)
+        except TimeoutError:
+            raise SandboxError("the sandbox did not answer in time") from None
+        except OSError as exc:
+            raise SandboxError(f"lost the connection to the sandbox: {exc}") from exc
+        if not chunk:
+            raise SandboxError("the sandbox exited")
+        return chunk
 
 
 def owner_label() -> str:
@@ -320,15 +409,17 @@ def remove_leftovers(client: docker.DockerClient, instance: str, include_own: bo
     """
     host = socket.gethostname()
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL_ROLE}={ROLE_SANDBOX}"}):
-        labels = container.labels
+    # The list's own summaries (labels included): the SDK's containers.list() inspects each one
+    # after listing, and one removed in between (another server's, a retired spare) raised NotFound.
+    for summary in client.api.containers(all=True, filters={"label": f"{LABEL_ROLE}={ROLE_SANDBOX}"}):
+        labels = summary.get("Labels") or {}
         owner_host, _, owner_pid = labels.get(LABEL_OWNER, "").rpartition(":")
         stale = labels.get(LABEL_INSTANCE) == instance or (
             owner_host == host and owner_pid.isdigit() and not _pid_alive(int(owner_pid))
         )
         if stale and (include_own or labels.get(LABEL_OWNER) != owner_label()):
             try:
-                container.remove(force=True)
+                client.api.remove_container(summary["Id"], force=True)
                 removed += 1
             except docker.errors.NotFound:
                 pass   # gone meanwhile
@@ -336,7 +427,7 @@ def remove_leftovers(client: docker.DockerClient, instance: str, include_own: bo
                 if exc.status_code != 409:
                     raise
                 # Another server starting on the same engine is removing it already.
-                log.info("sandbox %s is being removed by another process", container.short_id)
+                log.info("sandbox %s is being removed by another process", summary["Id"][:12])
     return removed
 
 

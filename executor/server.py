@@ -10,7 +10,9 @@ import hmac
 import logging
 import os
 import queue
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -51,6 +53,11 @@ class ServerConfig:
     port: int = 50051
     pool_size: int = field(default_factory=lambda: os.cpu_count() or 1)
     spares: int = 1                       # started sandboxes ready to replace a retired one (pool.py)
+    # How jobs reach the sandboxes' agents: "socket" (a Unix socket per sandbox, past dockerd),
+    # "attach" (the containers' attached stdin and stdout, through dockerd), or "auto": socket
+    # where this process shares the engine's filesystem (a local engine, this server not in a
+    # container) and the runtime is runc; attach otherwise.
+    channel: str = "auto"
     isolation: str = "pooled"
     limits: ServerLimits = field(default_factory=ServerLimits)
     sandbox_base: str | None = None
@@ -470,6 +477,8 @@ class ExecutorServer:
         self._summary: dict[str, int] = {}
         self._summary_lock = threading.Lock()
         self._stopped = threading.Event()
+        self._channel_dir: str | None = None
+        self.channel = "attach"
 
     @property
     def pool(self) -> Pool:
@@ -481,9 +490,13 @@ class ExecutorServer:
         cfg = self.config
         self._set_health(False)
         runtime = cfg.runtime or "runc"
+        self.channel = resolve_channel(cfg.channel, cfg.runtime)
+        if self.channel == "socket" and self._channel_dir is None:
+            self._channel_dir = tempfile.mkdtemp(prefix="selfalign-channels-")   # 0700: this user's alone
         sandbox = SandboxConfig(image="", memory_mb=cfg.limits.default_memory_mb,
                                 cpus=cfg.cpus_per_sandbox, pids_limit=cfg.pids_limit,
-                                runtime=cfg.runtime, max_output_bytes=cfg.limits.max_output_bytes)
+                                runtime=cfg.runtime, max_output_bytes=cfg.limits.max_output_bytes,
+                                channel_dir=self._channel_dir if self.channel == "socket" else None)
         self._pool = Pool(
             self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
             instance=cfg.instance or f"server-{cfg.port}",
@@ -593,11 +606,31 @@ class ExecutorServer:
             self.grpc_server.stop(grace_s).wait()
         if self._pool is not None:
             self._pool.close(drain=True)
+        if self._channel_dir is not None:
+            shutil.rmtree(self._channel_dir, ignore_errors=True)
         self.metrics.stop()
 
     def wait(self) -> None:
         if self.grpc_server is not None:
             self.grpc_server.wait_for_termination()
+
+
+CHANNELS = ("auto", "socket", "attach")
+
+
+def resolve_channel(channel: str, runtime: str | None) -> str:
+    """"auto" made concrete. A socket needs the engine to bind-mount a directory of this
+    process's filesystem, so a local engine (no DOCKER_HOST, or a unix:// one); gVisor does not
+    connect to host sockets by default. An engine that cannot see the directory after all (this
+    server in a container, the engine's socket mounted in) refuses the mount, and the pool goes
+    over attach from then on (pool.py)."""
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}")
+    if channel != "auto":
+        return channel
+    host = os.environ.get("DOCKER_HOST", "")
+    local = not host or host.startswith("unix://")
+    return "socket" if local and runtime in (None, "runc") else "attach"
 
 
 def serve(config: ServerConfig) -> None:

@@ -123,8 +123,14 @@ def server_process():
 
 
 def sandboxes(docker_client, instance: str) -> list:
-    return docker_client.containers.list(
-        all=True, filters={"label": f"org.selfalign.instance={instance}"})
+    """The instance's containers; one removed while they are listed (a retired sandbox) is left out."""
+    found = []
+    for summary in docker_client.api.containers(all=True, filters={"label": f"org.selfalign.instance={instance}"}):
+        try:
+            found.append(docker_client.containers.get(summary["Id"]))
+        except docker.errors.NotFound:
+            pass
+    return found
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
