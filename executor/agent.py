@@ -54,7 +54,6 @@ import socket
 import stat
 import struct
 import sys
-import threading
 import time
 import traceback
 import types
@@ -958,8 +957,13 @@ def _print_traceback(exc: BaseException) -> None:
 
 def _shutdown(exit_code: int) -> int:
     """What the interpreter does after a script: join threads, run atexit, flush."""
+    # As Py_FinalizeEx does: only a program that imported threading has threads to join. The
+    # agent itself never imports it, as `python3 main.py` starts without it, and because with it
+    # loaded every fork runs its at-fork handler: 0.2 ms more of each job's CPU.
+    threading = sys.modules.get("threading")
     try:
-        threading._shutdown()  # pyright: ignore[reportAttributeAccessIssue]  (what Py_FinalizeEx calls)
+        if threading is not None:
+            threading._shutdown()  # pyright: ignore[reportAttributeAccessIssue]
     except BaseException:
         pass
     try:
