@@ -23,6 +23,9 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="how jobs reach the sandboxes: socket (a Unix socket per sandbox, past dockerd), "
                         "attach (the containers' stdin and stdout, through dockerd), auto: socket for a "
                         "local engine with runc when this server is not in a container (default)")
+    p.add_argument("--channel-dir", default=None,
+                   help="where the socket channel's directories are made (default: the temporary directory); "
+                        "a server in a container mounts the same host path there")
     p.add_argument("--isolation", choices=("pooled", "fresh"), default="pooled",
                    help="pooled: reuse a container across jobs (wiped between them); "
                         "fresh: a new container for every job")
@@ -62,6 +65,7 @@ def _server_config(args, host: str, port: int) -> ServerConfig:
                                  max_output_bytes=max(limits.max_output_bytes, limits.default_output_bytes))
     return ServerConfig(
         host=host, port=port, pool_size=args.pool_size, spares=args.spares, channel=args.channel,
+        channel_dir=args.channel_dir,
         isolation=args.isolation, limits=limits,
         sandbox_base=args.sandbox_base, sandbox_profile=args.sandbox_profile, runtime=args.runtime,
     )

@@ -58,6 +58,10 @@ class ServerConfig:
     # where this process shares the engine's filesystem (a local engine, this server not in a
     # container) and the runtime is runc; attach otherwise.
     channel: str = "auto"
+    # Where the socket channel's directories are made (None: the system's temporary directory).
+    # A server in a container shares it with the engine by mounting the same host path at the
+    # same place (docker-compose.yml: /run/selfalign).
+    channel_dir: str | None = None
     isolation: str = "pooled"
     limits: ServerLimits = field(default_factory=ServerLimits)
     sandbox_base: str | None = None
@@ -492,7 +496,10 @@ class ExecutorServer:
         runtime = cfg.runtime or "runc"
         self.channel = resolve_channel(cfg.channel, cfg.runtime)
         if self.channel == "socket" and self._channel_dir is None:
-            self._channel_dir = tempfile.mkdtemp(prefix="selfalign-channels-")   # 0700: this user's alone
+            if cfg.channel_dir:
+                os.makedirs(cfg.channel_dir, exist_ok=True)
+            # 0700: this user's alone
+            self._channel_dir = tempfile.mkdtemp(prefix="selfalign-channels-", dir=cfg.channel_dir)
         sandbox = SandboxConfig(image="", memory_mb=cfg.limits.default_memory_mb,
                                 cpus=cfg.cpus_per_sandbox, pids_limit=cfg.pids_limit,
                                 runtime=cfg.runtime, max_output_bytes=cfg.limits.max_output_bytes,
@@ -566,8 +573,8 @@ class ExecutorServer:
 
                 self.http = HttpApi(self.service, cfg.token, cfg.host, cfg.http_port, http_limits).start()
                 self.http_port = self.http.port
-        log.info("executor %s listening on %s:%d (pool %d, %s, image %s)", __version__,
-                 cfg.host, self.port, cfg.pool_size, cfg.isolation, self.image or "not built yet")
+        log.info("executor %s listening on %s:%d (pool %d, %s, channel %s, image %s)", __version__,
+                 cfg.host, self.port, cfg.pool_size, cfg.isolation, self.channel, self.image or "not built yet")
         return self
 
     def _record(self, result: ExecutionResult, latency_s: float) -> None:
@@ -644,7 +651,7 @@ def serve(config: ServerConfig) -> None:
         signal.signal(signum, lambda *_: stop.set())
     print(f"executor listening on {config.host}:{server.port} "
           f"(health: grpc.health.v1, metrics: {server.metrics_port or 'off'}, "
-          f"HTTP/JSON: {server.http_port or 'off'})", flush=True)
+          f"HTTP/JSON: {server.http_port or 'off'}, channel {server.channel})", flush=True)
     while not stop.wait(1.0):
         pass
     print("shutting down: draining in-flight jobs", flush=True)

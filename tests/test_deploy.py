@@ -68,6 +68,10 @@ def test_docker_compose_up_as_typed_serves_grpc_http_and_metrics_on_loopback():
             assert json.loads(resp.read())["stdout"] == "42\n"
         with urllib.request.urlopen("http://127.0.0.1:9191/metrics", timeout=30) as resp:
             assert b"selfalign_executions_total" in resp.read()
+        # Jobs went over the socket channel: the engine could mount the server's directory.
+        logs = subprocess.run(["docker", "compose", "logs", "executor"], cwd=root, env=env, capture_output=True,
+                              text=True).stdout
+        assert "channel socket" in logs and "cannot mount" not in logs, logs[-3000:]
     finally:
         down = subprocess.run(["docker", "compose", "down"], cwd=root, env=env, capture_output=True, text=True,
                               timeout=300)
