@@ -267,9 +267,11 @@ class Sandbox:
                 pass
             state = self.client.api.inspect_container(str(container.id))["State"]
             if not state.get("Running"):
+                # A runtime that keeps its sandboxes from host sockets (gVisor, unless told to let
+                # them through) makes the agent's connect fail: the pool goes over attach then.
                 words = container.logs(tail=5).decode("utf-8", "replace").strip()
-                raise SandboxError(f"the agent exited (code {state.get('ExitCode')}) before it connected"
-                                   + (f": {words}" if words else ""))
+                raise ChannelUnavailable(f"the agent exited (code {state.get('ExitCode')}) before it connected"
+                                         + (f": {words}" if words else ""))
 
     def _create(self) -> Container:
         """A container whose name claims a job uid that no other sandbox on the engine has."""

@@ -96,3 +96,21 @@ def test_an_engine_that_cannot_mount_the_channel_is_used_over_attach(docker_clie
         assert _open_stdin(docker_client, server.pool.instance) == {True}
     finally:
         server.stop()
+
+
+def test_a_runtime_that_keeps_sandboxes_from_host_sockets_is_used_over_attach(docker_client, sandbox_image):
+    """gVisor refuses a sandbox's connect to a host socket: asked for the socket anyway, the pool
+    says why once and goes over attach."""
+    import shutil
+
+    if shutil.which("runsc") is None:
+        pytest.skip("gVisor (runsc) is not installed")
+    server = start_server(docker_client, pool_size=1, spares=0, channel="socket", runtime="runsc",
+                          instance=f"pytest-channel-runsc-{os.getpid()}")
+    try:
+        with Client(f"127.0.0.1:{server.port}") as c:
+            assert c.execute(Program("print(3)")).stdout == b"3\n"
+        assert server.pool.config.channel_dir is None
+        assert _open_stdin(docker_client, server.pool.instance) == {True}
+    finally:
+        server.stop()
