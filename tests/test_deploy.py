@@ -35,6 +35,11 @@ def test_the_fleet_is_probed_balanced_and_closed():
     policy = docs["NetworkPolicy"]["spec"]
     assert "Egress" in policy["policyTypes"] and policy["egress"] == []
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    # The socket channel's directory is the node's, at the same path, as the engine sees it.
+    channel_dir = container["args"][container["args"].index("--channel-dir") + 1]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == channel_dir)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["hostPath"]["path"] == channel_dir
 
 
 def test_docker_compose_up_as_typed_serves_grpc_http_and_metrics_on_loopback():
