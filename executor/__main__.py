@@ -22,7 +22,7 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel", choices=("auto", "socket", "attach"), default="auto",
                    help="how jobs reach the sandboxes: socket (a Unix socket per sandbox, past dockerd), "
                         "attach (the containers' stdin and stdout, through dockerd), auto: socket for a "
-                        "local engine with runc when this server is not in a container (default)")
+                        "local engine with runc, falling back to attach where the engine cannot mount it (default)")
     p.add_argument("--channel-dir", default=None,
                    help="where the socket channel's directories are made (default: the temporary directory); "
                         "a server in a container mounts the same host path there")

@@ -44,6 +44,7 @@ import atexit
 import base64
 import ctypes
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -807,6 +808,7 @@ def _load_seccomp_filter() -> None:
 
 
 def _read_file(path: str) -> bytes:
+    """A file's bytes through plain system calls (open() builds a file object: 10 us each time)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         chunks = []
@@ -1042,40 +1044,27 @@ def _own_state() -> dict:
 _CGROUP_USAGE = ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
 
 
-def _read_small(path: str) -> bytes:
-    """A small kernel file, read with two system calls (open() builds a file object: 10 us)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.read(fd, 65536)
-    finally:
-        os.close(fd)
+_CGROUP_EVENTS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 
 
+@functools.cache
 def _first_readable(paths: tuple[str, ...]) -> str | None:
+    """Which of the v2 and v1 cgroup files this container has (asked once per set)."""
     for path in paths:
         try:
-            _read_small(path)
+            _read_file(path)
             return path
         except OSError:
             continue
     return None
 
 
-_CGROUP_FILES: dict[str, str | None] = {}   # which of the v2 or v1 files this container has
-
-
-def _cgroup_file(kind: str, paths: tuple[str, ...]) -> str | None:
-    if kind not in _CGROUP_FILES:
-        _CGROUP_FILES[kind] = _first_readable(paths)
-    return _CGROUP_FILES[kind]
-
-
 def _cgroup_memory_kib() -> int | None:
     """The container's memory as its cgroup charges it (v2 or v1): every physical page once,
     however many processes share it. None where unreadable."""
-    path = _cgroup_file("usage", _CGROUP_USAGE)
+    path = _first_readable(_CGROUP_USAGE)
     try:
-        return int(_read_small(path)) // 1024 if path else None
+        return int(_read_file(path)) // 1024 if path else None
     except (OSError, ValueError):
         return None
 
@@ -1185,9 +1174,9 @@ def _sysv_ipc_left() -> bool:
 
 def _oom_kill_count() -> int:
     """Kernel OOM kills in this container's memory cgroup (v2 or v1); 0 where unreadable."""
-    path = _cgroup_file("events", ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"))
+    path = _first_readable(_CGROUP_EVENTS)
     try:
-        for line in _read_small(path).decode().splitlines() if path else ():
+        for line in _read_file(path).decode().splitlines() if path else ():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
                 return int(value)

@@ -451,6 +451,12 @@ def _in_fresh_process(runner: Callable[..., RunnerReport], *args) -> RunnerRepor
 
 def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerReport]:
     problems = len(programs) // 2
+
+    def subset(count: int) -> list[Program]:
+        """`count` programs, half canonical and half wrong, for the slow runners."""
+        half = count // 2
+        return programs[:half] + programs[problems: problems + half]
+
     reports: list[RunnerReport] = []
     for name in runners:
         print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -464,18 +470,14 @@ def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerR
             from executor.image import ensure_sandbox_image
 
             image = ensure_sandbox_image(docker.from_env())
-            half = args.docker_run_limit // 2
-            reports.append(run_docker_run(programs[:half] + programs[problems: problems + half],
-                                          args.concurrency, image))
+            reports.append(run_docker_run(subset(args.docker_run_limit), args.concurrency, image))
         elif name in ("llm-sandbox", "epicbox"):
             missing = _peer_missing(name, "llm_sandbox" if name == "llm-sandbox" else "epicbox")
             if missing:
                 print(f"skipping {name}: {missing}", file=sys.stderr)
                 continue
-            half = args.docker_run_limit // 2
-            subset = programs[:half] + programs[problems: problems + half]
             runner = run_llm_sandbox if name == "llm-sandbox" else run_epicbox
-            reports.append(runner(subset, args.concurrency, peer_image()))
+            reports.append(runner(subset(args.docker_run_limit), args.concurrency, peer_image()))
         elif name == "original":
             reports.append(run_original(programs, args.concurrency))
         elif name == "fork":
@@ -485,7 +487,7 @@ def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerR
         elif name == "large-output":
             reports.append(run_large_output(args.pool_size))
         elif name == "latency":
-            reports.append(run_latency(programs[:100] + programs[problems: problems + 100], args.pool_size))
+            reports.append(run_latency(subset(200), args.pool_size))
         elif name in ("mixed", "mixed-nospares"):
             reports.append(run_executor(name, mixed_programs(programs), args.concurrency, args.pool_size, "pooled",
                                         spares=0 if name == "mixed-nospares" else None))

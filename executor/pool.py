@@ -297,13 +297,11 @@ class Pool:
         `spares` threads that each start one at a time)."""
         while not self._stopping.is_set() and not self._closing.is_set():
             with self._lock:
-                wanted = self._spare_stock.qsize() + self._spares_starting < self.spares
+                wanted = (self._engine_ok.is_set()
+                          and self._spare_stock.qsize() + self._spares_starting < self.spares)
                 if wanted:
                     self._spares_starting += 1
-            if not wanted or not self._engine_ok.is_set():
-                if wanted:
-                    with self._lock:
-                        self._spares_starting -= 1
+            if not wanted:
                 self._spare_taken.wait(0.5)
                 self._spare_taken.clear()
                 continue

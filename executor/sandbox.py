@@ -200,7 +200,6 @@ class Sandbox:
         self._sock: socket.socket | None = None
         self._raw = None
         self._channel: str | None = None   # this sandbox's directory in config.channel_dir
-        self._framed = True   # Docker's multiplexed frames (attached) or plain bytes (channel)
         self._frames = bytearray()
         self._lines = bytearray()
         self._scanned = 0   # bytes of _lines already searched for a newline
@@ -226,7 +225,6 @@ class Sandbox:
             if listener is not None:
                 container.start()
                 self._sock = self._accept_agent(listener, container, deadline)
-                self._framed = False
             else:
                 self._raw = self.client.api.attach_socket(
                     str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -366,7 +364,7 @@ class Sandbox:
     def _read_frame(self, deadline: float) -> None:
         """Read one frame of Docker's multiplexed stream: 8-byte header, then payload (over the
         channel: whatever bytes came)."""
-        if not self._framed:
+        if self._channel is not None:   # the channel carries plain bytes, not Docker's frames
             self._lines += self._recv(deadline)
             return
         while True:

@@ -55,8 +55,8 @@ class ServerConfig:
     spares: int = 1                       # started sandboxes ready to replace a retired one (pool.py)
     # How jobs reach the sandboxes' agents: "socket" (a Unix socket per sandbox, past dockerd),
     # "attach" (the containers' attached stdin and stdout, through dockerd), or "auto": socket
-    # where this process shares the engine's filesystem (a local engine, this server not in a
-    # container) and the runtime is runc; attach otherwise.
+    # for a local engine with runc, attach otherwise (resolve_channel; the pool falls back to
+    # attach by itself where the socket cannot work).
     channel: str = "auto"
     # Where the socket channel's directories are made (None: the system's temporary directory).
     # A server in a container shares it with the engine by mounting the same host path at the
@@ -482,7 +482,11 @@ class ExecutorServer:
         self._summary_lock = threading.Lock()
         self._stopped = threading.Event()
         self._channel_dir: str | None = None
-        self.channel = "attach"
+
+    @property
+    def channel(self) -> str:
+        """"socket" or "attach": what the pool uses now (it may have fallen back to attach)."""
+        return "socket" if self._pool is not None and self._pool.config.channel_dir else "attach"
 
     @property
     def pool(self) -> Pool:
@@ -494,8 +498,8 @@ class ExecutorServer:
         cfg = self.config
         self._set_health(False)
         runtime = cfg.runtime or "runc"
-        self.channel = resolve_channel(cfg.channel, cfg.runtime)
-        if self.channel == "socket" and self._channel_dir is None:
+        socket_channel = resolve_channel(cfg.channel, cfg.runtime) == "socket"
+        if socket_channel and self._channel_dir is None:
             if cfg.channel_dir:
                 os.makedirs(cfg.channel_dir, exist_ok=True)
             # 0700: this user's alone
@@ -503,7 +507,7 @@ class ExecutorServer:
         sandbox = SandboxConfig(image="", memory_mb=cfg.limits.default_memory_mb,
                                 cpus=cfg.cpus_per_sandbox, pids_limit=cfg.pids_limit,
                                 runtime=cfg.runtime, max_output_bytes=cfg.limits.max_output_bytes,
-                                channel_dir=self._channel_dir if self.channel == "socket" else None)
+                                channel_dir=self._channel_dir if socket_channel else None)
         self._pool = Pool(
             self._client_factory, sandbox, cfg.pool_size, cfg.isolation,
             instance=cfg.instance or f"server-{cfg.port}",

@@ -72,6 +72,11 @@ class DatasetRow(TypedDict):
     response: str
 
 
+def seed_sha1(seed: str) -> str:
+    """A seed's `sha1` where its seed set gave none: the SHA-1 of its text."""
+    return hashlib.sha1(seed.encode()).hexdigest()
+
+
 def concepts_list(value: object) -> list[str]:
     """Concepts as the authors wrote them: a list of strings. A string (a row written by another
     tool) is split as their S->C parser split the model's text, on commas, each piece stripped;

@@ -25,14 +25,13 @@ dataset and then the card where a hub is reachable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from generator.rows import concepts_list
+from generator.rows import concepts_list, seed_sha1
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
 if TYPE_CHECKING:
@@ -54,10 +53,6 @@ class ExportConfig:
 
     def columns(self) -> tuple[str, ...]:
         return RELEASED_COLUMNS + tuple(c for c in EXTRA_COLUMNS if c in self.extra_columns)
-
-
-def seed_sha1(seed: str) -> str:
-    return hashlib.sha1(seed.encode()).hexdigest()
 
 
 def seed_number(sha1: str) -> int:

@@ -87,8 +87,9 @@ class GenerationStage(Stage):
     def parse(self, text: str):
         raise NotImplementedError
 
-    def make_rows(self, row: dict, parsed: list) -> list[dict]:
-        """Output rows from one input row and its parsed samples (all samples by default)."""
+    def make_rows(self, row: dict, parsed: list, prompt: str) -> list[dict]:
+        """Output rows from one input row, its parsed samples (all of them by default) and the
+        prompt they were sampled from."""
         return [{**row, "id": f"{row['id']}-{i}", self.output_field: value} for i, value in enumerate(parsed)]
 
     def row_seed(self, row: dict, purpose: str = "sample") -> int:
@@ -101,7 +102,7 @@ class GenerationStage(Stage):
         assert self.backend is not None, "run the stage through Stage.run, which gives it the model"
         outputs = self.backend.generate(prompts, sampling, [self.row_seed(r) for r in rows])
         result = BatchResult(extra={"malformed": []})
-        for row, samples in zip(rows, outputs, strict=True):
+        for row, prompt, samples in zip(rows, prompts, outputs, strict=True):
             parsed = []
             for i, completion in enumerate(samples):
                 if completion.finish_reason == "length" and not self.keep_cut_off:
@@ -114,7 +115,7 @@ class GenerationStage(Stage):
                     result.extra["malformed"].append(
                         {"id": row["id"], "sample": i, "reason": str(exc), "text": completion.text})
             if parsed:
-                result.kept.extend(self.make_rows(row, parsed))
+                result.kept.extend(self.make_rows(row, parsed, prompt))
             else:
                 reasons = sorted({m["reason"] for m in result.extra["malformed"] if m["id"] == row["id"]})
                 result.rejected.append({"id": row["id"], "reason": reasons[0] if len(reasons) == 1 else

@@ -57,7 +57,7 @@ class Instructions(GenerationStage):
     def parse(self, text: str) -> str:
         return parse_instruction(text)
 
-    def make_rows(self, row: dict, parsed: list) -> list[dict]:
+    def make_rows(self, row: dict, parsed: list, prompt: str) -> list[dict]:
         category, difficulty = self.properties(row)
         return [{**row, "id": f"{row['id']}-{i}", "instruction": text, "category": category,
                  "difficulty": difficulty} for i, text in enumerate(parsed)]

@@ -131,7 +131,7 @@ class JudgeSeeds(GenerationStage):
     def preamble(self) -> str:
         return original_prompt("", random.Random(0)) if self.style == "original" else PREAMBLE
 
-    def make_rows(self, row: dict, parsed: list) -> list[dict]:
+    def make_rows(self, row: dict, parsed: list, prompt: str) -> list[dict]:
         """One vote per sample, each naming its seed (votes are counted per seed below)."""
         return [{"seed_id": row["id"], "judge": vote} for vote in parsed]
 

@@ -28,11 +28,10 @@ class Responses(GenerationStage):
     def parse(self, text: str) -> str:
         return parse_response(text)
 
-    def make_rows(self, row: dict, parsed: list) -> list[dict]:
+    def make_rows(self, row: dict, parsed: list, prompt: str) -> list[dict]:
         """One row per instruction with all its usable samples: the execute stage tries each.
-        The prompt is kept, as the released dataset keeps it (it is rebuilt: the same row gives
-        the same prompt)."""
-        return [{**row, "samples": parsed, "prompt": self.prompt(row)}]
+        The prompt is kept, as the released dataset keeps it."""
+        return [{**row, "samples": parsed, "prompt": prompt}]
 
     def process_batch(self, rows: list[dict]) -> BatchResult:
         result = super().process_batch(rows)

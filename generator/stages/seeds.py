@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from benchmarks.texts import load_benchmarks
 from generator.contamination import ContaminationIndex
 from generator.minhash import MinHashParams, near_duplicates
-from generator.rows import is_dataset_name, read_rows
+from generator.rows import is_dataset_name, read_rows, seed_sha1
 from generator.runner import Input
 from generator.stage import WHOLE_INPUT, BatchResult, Stage
 
@@ -117,7 +117,7 @@ class SeedFilter:
             return None, "benchmark_contamination"
         digest = hashlib.sha256(seed.encode()).hexdigest()[:16]
         return {"id": f"seed-{digest}", "seed": seed, "name": node.name, "origin": origin,
-                "lineno": node.lineno, "sha1": hashlib.sha1(seed.encode()).hexdigest()}, None
+                "lineno": node.lineno, "sha1": seed_sha1(seed)}, None
 
 
 def _parsable_pieces(source: str) -> list[tuple[ast.Module, str]]:
@@ -281,7 +281,7 @@ def _as_released(row: dict) -> dict:
     except (SyntaxError, ValueError):
         pass
     digest = hashlib.sha256(f"{row['origin']}\x1f{seed}".encode()).hexdigest()[:16]   # one id per row
-    released = {"sha1": row.get("sha1") or hashlib.sha1(seed.encode()).hexdigest()}
+    released = {"sha1": row.get("sha1") or seed_sha1(seed)}
     if "seed_index" in row:
         released["seed_index"] = row["seed_index"]
     return {"id": f"seed-{digest}", "seed": seed, "name": name, "origin": row["origin"], "lineno": None,
