@@ -497,7 +497,8 @@ class Pool:
             for c in self.docker.containers.list(
                     all=True, filters={"label": f"{LABEL_INSTANCE}={self.instance}", "status": "exited"}):
                 c.remove(force=True)
-        except docker.errors.DockerException as exc:
+        except Exception as exc:   # docker raises several unrelated types (an engine that just went
+            # away: requests' ConnectionError), and an exception here would end the engine watch
             log.debug("sweep of exited sandboxes failed: %s", exc)
 
     def _fail_queued(self, exc: BaseException) -> None:

@@ -132,3 +132,15 @@ def test_gvisor_runtime_when_available(docker_client, sandbox_image):
             assert r.status is Status.TIMEOUT
     finally:
         server.stop()
+
+
+def test_a_sweep_while_the_engine_goes_away_leaves_the_engine_watch_running():
+    """The periodic sweep of exited sandboxes met an engine that had just gone (requests'
+    ConnectionError, not a DockerException, seen in CI): it must not end the engine watch."""
+    from executor.pool import Pool
+    from executor.sandbox import SandboxConfig
+
+    gone = docker.DockerClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
+    pool = Pool(lambda: gone, SandboxConfig(image="x"), 1, instance="pytest-sweep")
+    pool._client = gone
+    pool._sweep_exited()   # raised before, which ended the engine-watch thread
