@@ -813,7 +813,7 @@ def _read_file(path: str) -> bytes:
     try:
         chunks = []
         while True:
-            chunk = os.read(fd, 1 << 20)
+            chunk = os.read(fd, READ_CHUNK)
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)

@@ -47,9 +47,13 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=self.registry)
         self._http = None
+        self._executions_by_status: dict = {}   # labels() looks its child up under a lock, each time
 
     def record_result(self, result: ExecutionResult, latency_s: float) -> None:
-        self.executions.labels(result.status.value).inc()
+        counter = self._executions_by_status.get(result.status)
+        if counter is None:
+            counter = self._executions_by_status[result.status] = self.executions.labels(result.status.value)
+        counter.inc()
         self.latency.observe(latency_s)
 
     def serve(self, host: str, port: int, pool: Pool, limits: ListenerLimits | None = None) -> int:

@@ -57,9 +57,9 @@ def encode(message: Hello | Job | Reply | dict) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
-def decode(line: bytes) -> dict:
+def decode(line: bytes | bytearray) -> dict:
     """One line as a dict; ValueError when it is not a JSON object."""
-    message = json.loads(line)
+    message = json.loads(line.decode("utf-8"))   # decoded here: json would first guess the encoding
     if not isinstance(message, dict):
         raise ValueError("not a JSON object")
     return message

@@ -52,6 +52,7 @@ ROLE_SANDBOX = "sandbox"
 # server's sandbox makes this one try the next uid (tests/test_isolation.py, 16 allocators).
 CHANNEL_MOUNT = "/run/selfalign"   # where a sandbox sees its channel directory
 CHANNEL_SOCKET = "agent.sock"
+RECV_BYTES = 256 << 10   # the most one read takes from the agent (a large reply comes in many)
 JOB_UID_BASE = 200_000
 JOB_UID_BLOCK = 4096
 # The agent's memory beyond the program's limit: its interpreter and the zygote's (shared pages,
@@ -203,6 +204,8 @@ class Sandbox:
         self._frames = bytearray()
         self._lines = bytearray()
         self._scanned = 0   # bytes of _lines already searched for a newline
+        self._inbox = bytearray(RECV_BYTES)
+        self._inview = memoryview(self._inbox)
 
     @property
     def short_id(self) -> str:
@@ -352,7 +355,7 @@ class Sandbox:
             if newline < 0:
                 self._scanned = len(self._lines)
             if newline >= 0:
-                line = bytes(self._lines[:newline])
+                line = self._lines[:newline]
                 del self._lines[: newline + 1]
                 self._scanned = 0
                 try:
@@ -365,7 +368,7 @@ class Sandbox:
         """Read one frame of Docker's multiplexed stream: 8-byte header, then payload (over the
         channel: whatever bytes came)."""
         if self._channel is not None:   # the channel carries plain bytes, not Docker's frames
-            self._lines += self._recv(deadline)
+            self._recv_into(self._lines, deadline)
             return
         while True:
             if len(self._frames) >= 8:
@@ -379,9 +382,12 @@ class Sandbox:
                     log.warning("sandbox %s agent stderr: %s", self.short_id,
                                 payload.decode("utf-8", "replace").rstrip())
                     continue
-            self._frames += self._recv(deadline)
+            self._recv_into(self._frames, deadline)
 
-    def _recv(self, deadline: float) -> bytes:
+    def _recv_into(self, into: bytearray, deadline: float) -> None:
+        """Append what the agent sent next to `into`. Read through one buffer kept for the
+        sandbox's life: recv(1 MiB) allocates and frees a megabyte for every call, 10 us against
+        1 us for a reply of a few hundred bytes."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise SandboxError("the sandbox did not answer in time")
@@ -389,14 +395,14 @@ class Sandbox:
             raise SandboxError("sandbox is not running")
         self._sock.settimeout(remaining)
         try:
-            chunk = self._sock.recv(1 << 20)
+            size = self._sock.recv_into(self._inbox)
         except TimeoutError:
             raise SandboxError("the sandbox did not answer in time") from None
         except OSError as exc:
             raise SandboxError(f"lost the connection to the sandbox: {exc}") from exc
-        if not chunk:
+        if not size:
             raise SandboxError("the sandbox exited")
-        return chunk
+        into += self._inview[:size]
 
 
 def owner_label() -> str:
