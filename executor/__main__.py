@@ -17,8 +17,9 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool-size", type=int, default=os.cpu_count() or 1,
                    help="sandboxes kept warm (default: number of cores)")
     p.add_argument("--spares", type=int, default=1,
-                   help="started sandboxes kept ready to replace one retired after a timeout, a memory "
-                        "kill or a leftover, so that replacing it does not stall the queue (default: 1)")
+                   help="started sandboxes kept ready to replace one retired (something the agent could "
+                        "not clean, or a container killed for memory), so that replacing it does not stall "
+                        "the queue (default: 1)")
     p.add_argument("--channel", choices=("auto", "socket", "attach"), default="auto",
                    help="how jobs reach the sandboxes: socket (a Unix socket per sandbox, past dockerd), "
                         "attach (the containers' stdin and stdout, through dockerd), auto: socket for a "

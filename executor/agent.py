@@ -324,7 +324,8 @@ def run_job(job: protocol.Job) -> protocol.Reply:
     for fd in (out_r, err_r):
         os.close(fd)
     status, reason, exit_code, sig = _verdict(watched, _oom_kill_count() > oom_kills_before, memory_mb)
-    clean = (clean_before and clean_after and _wipe_writable_dirs() and not _sysv_ipc_left()
+    clean = (clean_before and clean_after and _zygote_sock is not None   # the zygote lives (an OOM kill can take it)
+             and _wipe_writable_dirs() and not _sysv_ipc_left()
              and _own_state() == _baseline and (not _zygote_changeable() or _zygote_state() == _zygote_baseline))
     global _wiped
     _wiped = clean   # the next job needs no wipe before it

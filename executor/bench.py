@@ -19,8 +19,9 @@ variant (must fail), repeated. Runners:
 - pooled      this executor, warm pool (the default), served by its own process as deployed
 - fresh       this executor, a new container per job
 - mixed       pooled on the workload with a looping program (0.1 s limit) after every 16th and a
-              memory balloon (64 MiB limit) after every 32nd: each retires its sandbox;
-              `mixed-nospares` the same without warm spares
+              memory balloon (64 MiB limit) after every 32nd, each stopped by its limit (the
+              balloon's also changes the sandbox's memory limit twice); `mixed-nospares` the
+              same without warm spares
 - latency     pooled, one program at a time (a unary call each): what a single caller waits
 - large-output programs writing 16 MiB to each stream
 
@@ -494,15 +495,15 @@ def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerR
     return reports
 
 
-# The mixed workload's hostile programs: each ends its sandbox, which is then replaced.
+# The mixed workload's hostile programs: each is stopped by a limit (its sandbox is then cleaned).
 LOOP = Program("while True:\n    pass\n", limits=Limits(timeout_s=0.1))
 BALLOON = Program("x = bytearray(256 << 20)\n", limits=Limits(memory_mb=64))
 
 
 def mixed_programs(programs: list[Program]) -> list[Program]:
     """The workload with a program that loops into its 0.1 s limit after every 16th and one that
-    goes over its 64 MiB after every 32nd: each retires its sandbox. They count as `wrong` (they
-    must not pass); the canonical solutions must all still pass."""
+    goes over its 64 MiB after every 32nd. They count as `wrong` (they must not pass); the
+    canonical solutions must all still pass."""
     out: list[Program] = []
     for i, p in enumerate(programs, 1):
         out.append(p)

@@ -31,7 +31,7 @@ def test_the_executor_bench_runs_every_fast_runner_and_reports_what_each_passed(
 
 
 def test_the_mixed_latency_and_peer_runners_run_what_they_claim(tmp_path, sandbox_image):
-    """The mixed row's hostile programs retire sandboxes and never pass; the latency row and the
+    """The mixed row's hostile programs are stopped by their limits and never pass; the latency row and the
     peers (llm-sandbox, epicbox) run real programs and pass the canonical ones."""
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "executor", "bench", "--limit", "16", "--docker-run-limit", "4",
