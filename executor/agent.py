@@ -128,6 +128,7 @@ _start_env: dict[str, str] = {}
 _JOB_STREAMS: tuple = ()      # made in the zygote (_job_streams)
 _KEPT: list = []   # in a job: objects it must not free (see _child)
 _wiped = False   # the last job ended clean: its writable places were emptied after it
+_oom_kills: int | None = None   # the cgroup's OOM kills when the last job ended
 _channel: socket.socket | None = None   # the server's socket, where jobs come over one
 _UNITTEST_RUNS: list[int] = []   # how many tests each unittest.main() ran (_count_unittest_runs)
 
@@ -304,7 +305,8 @@ def run_job(job: protocol.Job) -> protocol.Reply:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     _drain_outcomes(None)   # nothing left over from an earlier job counts
-    oom_kills_before = _oom_kill_count()
+    global _oom_kills
+    oom_kills_before = _oom_kill_count() if _oom_kills is None else _oom_kills
     sys.stdout.flush()
     sys.stderr.flush()
     start = time.monotonic()
@@ -323,7 +325,8 @@ def run_job(job: protocol.Job) -> protocol.Reply:
     clean_after = _end(pid, watched)
     for fd in (out_r, err_r):
         os.close(fd)
-    status, reason, exit_code, sig = _verdict(watched, _oom_kill_count() > oom_kills_before, memory_mb)
+    _oom_kills = _oom_kill_count()   # also the next job's count before it: nothing runs in between
+    status, reason, exit_code, sig = _verdict(watched, _oom_kills > oom_kills_before, memory_mb)
     clean = (clean_before and clean_after and _zygote_sock is not None   # the zygote lives (an OOM kill can take it)
              and _wipe_writable_dirs() and not _sysv_ipc_left()
              and (not _our_state_changeable()
@@ -1045,7 +1048,8 @@ _CGROUP_USAGE = ("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory/memory.
 _CGROUP_STAT = ("/sys/fs/cgroup/memory.stat", "/sys/fs/cgroup/memory/memory.stat")
 # The memory a program holds, as the cgroup counts it: anonymous pages and tmpfs files (v2's
 # names, then v1's hierarchical ones; v1's rss leaves shmem out as v2's anon does).
-_HELD_FIELDS = {b"anon": 0, b"shmem": 0, b"total_rss": 1, b"total_shmem": 1}
+_HELD_FIELDS = {_CGROUP_STAT[0]: (b"\nanon ", b"\nshmem "), _CGROUP_STAT[1]: (b"\ntotal_rss ", b"\ntotal_shmem ")}
+_CGROUP_PIDS = ("/sys/fs/cgroup/pids.current", "/sys/fs/cgroup/pids/pids.current")
 
 
 _CGROUP_EVENTS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
@@ -1074,16 +1078,15 @@ def _cgroup_memory_kib() -> int | None:
     path = _first_readable(_CGROUP_STAT)
     if path is not None:
         try:
-            sums, seen = [0, 0], [0, 0]
-            for line in _read_file(path).split(b"\n"):
-                key, _, value = line.partition(b" ")
-                version = _HELD_FIELDS.get(key)
-                if version is not None:
-                    sums[version] += int(value)
-                    seen[version] += 1
-            for total, count in zip(sums, seen, strict=True):
-                if count == 2:
-                    return total // 1024
+            text, total = b"\n" + _read_file(path), 0
+            for key in _HELD_FIELDS[path]:   # found, not split: the file has 40-odd lines
+                start = text.find(key)
+                if start < 0:
+                    break
+                start += len(key)
+                total += int(text[start:text.find(b"\n", start)])
+            else:
+                return total // 1024
         except (OSError, ValueError):
             pass
     # A kernel whose stat file lacks these fields (gVisor's has its own): the whole charge.
@@ -1138,6 +1141,18 @@ def _reap() -> None:
 
 
 def _only_process() -> bool:
+    """Whether the agent and its zygote are the only processes (all are reaped by now)."""
+    # The container's pids cgroup counts its tasks, each until it is reaped (only the agent
+    # reaps, so a zygote that died since is still counted): the count alone says so in the usual
+    # case, one small read where listing /proc took 40 us. Not trusted under gVisor (the kernel
+    # that reports no sender pids), whose cgroup files are its own.
+    expected = 1 + (_zygote_sock is not None)
+    path = _first_readable(_CGROUP_PIDS) if _senders_verified else None
+    try:
+        if path is not None and int(_read_file(path)) == expected:
+            return True
+    except (OSError, ValueError):
+        pass
     allowed = {str(os.getpid())} | ({str(_zygote_pid)} if _zygote_sock is not None else set())
     return all(p in allowed for p in os.listdir("/proc") if p.isdigit())
 
