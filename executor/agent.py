@@ -40,6 +40,7 @@ the image's Python (3.9 or newer).
 
 from __future__ import annotations
 
+import _socket
 import atexit
 import base64
 import ctypes
@@ -56,7 +57,6 @@ import stat
 import struct
 import sys
 import time
-import traceback
 import types
 
 if __package__:   # imported on the host, for its constants
@@ -125,7 +125,10 @@ _zygote_sock: socket.socket | None = None
 _zygote_baseline: dict | None = None
 _job_uid: int | None = None   # None: the job runs as the agent's user (an engine that started us unprivileged)
 _start_env: dict[str, str] = {}
-_JOB_STREAMS: tuple = ()      # made in the zygote (_job_streams)
+# Made once in the zygote (_set_job_defaults) for the jobs it forks:
+_DEVNULL = _ZYGOTE_STDERR = -1   # what the zygote's own 0, 1 and 2 are between jobs
+_CAPS_NONE: tuple = ()           # capset()'s arguments for no capabilities
+_DROP_GROUPS = True              # whether the job's supplementary groups must be cleared
 _KEPT: list = []   # in a job: objects it must not free (see _child)
 _wiped = False   # the last job ended clean: its writable places were emptied after it
 _oom_kills: int | None = None   # the cgroup's OOM kills when the last job ended
@@ -264,13 +267,14 @@ def _become_job_user() -> None:
     """In the job, before the program: the job's own user, with no capabilities at all."""
     if _job_uid is None:
         return
-    if os.getgroups():   # empty already since the agent dropped root (each change costs a new cred)
+    if _DROP_GROUPS:   # each change costs the kernel a new cred
         os.setgroups([])
     os.setresgid(_job_uid, _job_uid, _job_uid)
     os.setresuid(_job_uid, _job_uid, _job_uid)
     # Only a change away from uid 0 clears capabilities: from AGENT_UID they are kept unless
-    # emptied here.
-    _capset(0)
+    # emptied here (with arguments the zygote made).
+    if _LIBC.capset(*_CAPS_NONE) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
 
 
 def _make_undumpable() -> None:
@@ -546,24 +550,48 @@ def _set_job_defaults() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as CPython does for every script
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    global _JOB_STREAMS, _UNITTEST_RUNS
-    _JOB_STREAMS = _job_streams()
+    global _UNITTEST_RUNS, _DEVNULL, _ZYGOTE_STDERR, _CAPS_NONE, _DROP_GROUPS
     _UNITTEST_RUNS = _count_unittest_runs()   # patched once here; each job gets its own empty copy
     os.umask(0o022)
     if dict(os.environ) != (_start_env or JOB_ENV):
         os.environ.clear()
         os.environ.update(_start_env or JOB_ENV)
     _load_seccomp_filter()
+    # The interpreter state of a script process, made here and not in each job, where every
+    # object a job touches costs a page copy (about 3 us each; a job's start was 340 of them):
+    # the std streams (the old ones kept: freeing a text stream runs Python code), the
+    # __main__ module, sys.argv and sys.path, the file descriptors of the job's user switch.
+    script = os.path.join(WORK_DIR, SCRIPT_NAME)
+    _KEPT.extend((sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__))
+    sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = _job_streams()
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = main
+    sys.modules.pop("protocol", None)   # the agent's: a script importing that name finds its own
+    sys.dont_write_bytecode = True
+    sys.argv = [script]
+    sys.path[0] = WORK_DIR
+    _DEVNULL = os.open(os.devnull, os.O_RDWR)
+    _ZYGOTE_STDERR = os.dup(2)
+    _CAPS_NONE = ((ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0), (ctypes.c_uint32 * 6)())
+    _DROP_GROUPS = bool(os.getgroups())   # empty already since the agent dropped root
 
 
 def _zygote_loop(sock: socket.socket, probe: int = 0) -> None:
     """The zygote: fork a job on request (as the agent's child), report its own
     state, or kill every process but the agent and itself."""
     script = os.path.join(WORK_DIR, SCRIPT_NAME)
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    _offset_recursion_limit(depth + 3)   # a job's program runs below _child, _run_as_main and exec
     while True:
         msg, fds, _, _ = socket.recv_fds(sock, 64, 3)
         if not msg:
             return
+        if msg == b"run":
+            _give_stdio(fds)
         if msg == b"state":
             sock.send(json.dumps({**_own_state(), "probe": probe}).encode())
         elif msg == b"kill":
@@ -575,9 +603,8 @@ def _zygote_loop(sock: socket.socket, probe: int = 0) -> None:
         elif msg == b"run" and _clone_parent_works:
             pid = _fork_as_sibling()
             if pid == 0:
-                _child(script, None, *fds)   # never returns
-            for fd in fds:
-                os.close(fd)
+                _child(script, None)   # never returns
+            _take_stdio_back()
             sock.send(str(pid).encode() if pid > 0 else b"0")
         elif msg == b"run":
             r, w = os.pipe()
@@ -595,18 +622,50 @@ def _zygote_loop(sock: socket.socket, probe: int = 0) -> None:
                 if job == 0:
                     os.close(w)
                     os.close(go_w)
-                    _child(script, go_r, *fds)   # never returns
+                    _child(script, go_r)   # never returns
                 os.write(w, str(job).encode())
                 os._exit(0)
+            _take_stdio_back()
             os.close(w)
             answer = b"0" if middle < 0 else (os.read(r, 32) or b"0")
             os.close(r)
             if middle > 0:
                 os.waitpid(middle, 0)   # the job is orphaned now: the agent (PID 1) adopts it
             os.write(go_w, b"1")
-            for fd in (go_r, go_w, *fds):
+            for fd in (go_r, go_w):
                 os.close(fd)
             sock.send(answer if int(answer) > 0 else b"0")
+
+
+def _give_stdio(fds: list[int]) -> None:
+    """In the zygote, just before it forks a job: the job's stdin, stdout and stderr on 0, 1
+    and 2, which the fork hands on (the job itself would pay page copies to set them)."""
+    for fd, target in zip(fds, (0, 1, 2), strict=True):
+        os.dup2(fd, target)
+    for fd in fds:
+        os.close(fd)
+
+
+def _take_stdio_back() -> None:
+    """Just after the fork: the zygote lets go of the job's pipes (the agent reads them to their
+    end) and has /dev/null and its own stderr again."""
+    for fd, target in ((_DEVNULL, 0), (_DEVNULL, 1), (_ZYGOTE_STDERR, 2)):
+        os.dup2(fd, target)
+
+
+def _offset_recursion_limit(depth: int) -> None:
+    """A script's module frame is the first on the stack; the runner's own frames must not eat
+    into the program's recursion depth, whether it keeps the default limit or sets one."""
+    real_set, real_get = sys.setrecursionlimit, sys.getrecursionlimit
+
+    def setrecursionlimit(limit: int) -> None:
+        real_set(limit + depth)
+
+    def getrecursionlimit() -> int:
+        return real_get() - depth
+
+    setrecursionlimit(real_get())
+    sys.setrecursionlimit, sys.getrecursionlimit = setrecursionlimit, getrecursionlimit
 
 
 CLONE_PARENT, SIGCHLD_SIGNAL = 0x00008000, 17
@@ -683,7 +742,7 @@ def _zygote_state() -> dict | None:
     return json.loads(answer) if answer else None
 
 
-def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
+def _child(script, go_r) -> None:
     """In the forked job: become a fresh script process and run the program (read from its
     script file, as `python3 main.py` does)."""
     # Start only once the zygote has reaped its middle process (so the agent has adopted the
@@ -696,10 +755,7 @@ def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
             pass
     try:
         os.setsid()
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.closerange(3, 65536)   # the agent's socket and pipes included
+        os.closerange(3, 65536)   # the agent's socket and pipes included (0-2 are the job's already)
         _become_job_user()
         # The agent and the zygote stay non-dumpable; the job is an ordinary process, as under
         # `python3 main.py`: its own /proc/self files (mem, environ, oom_score_adj) are its own.
@@ -715,15 +771,8 @@ def _child(script, go_r, stdin_fd, out_w, err_w) -> None:
         os.chdir(WORK_DIR)
         atexit._clear()
         gc.unfreeze()
-        # `random` is reseeded by its own at-fork handler (PyOS_AfterFork_Child runs it).
-        sys.dont_write_bytecode = True
-        sys.argv = [script]
-        sys.path[0] = WORK_DIR
-        sys.modules.pop("protocol", None)   # the agent's: a script importing that name finds its own
-        # The agent's own std stream objects are kept, not freed: freeing a text stream closes it
-        # through Python-level methods, 0.14 ms of every job (they hold fds 0-2, now the job's).
-        _KEPT.extend((sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__))
-        sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = _JOB_STREAMS
+        # `random` is reseeded by its own at-fork handler (PyOS_AfterFork_Child runs it). The std
+        # streams, __main__, sys.argv and sys.path are the zygote's (_set_job_defaults).
         code = _read_file(script).decode("utf-8")
     except BaseException:
         os._exit(121)
@@ -864,30 +913,12 @@ def _run_as_main(code: str, script: str) -> int:
     separate globals and locals and broke exactly that). The outcome message tells the agent
     whether the program reached its end or left early; only this process's counts.
     """
-    module = types.ModuleType("__main__")
-    module.__file__ = script
-    module.__dict__["__builtins__"] = __builtins__
-    sys.modules["__main__"] = module
-    # A script's module frame is the first on the stack; the runner's own frames must not eat
-    # into the program's recursion depth, whether it keeps the default limit or sets one.
-    depth, frame = 1, sys._getframe()   # 1: the exec() call itself counts as a level
-    while frame is not None:
-        depth, frame = depth + 1, frame.f_back
-    real_set, real_get = sys.setrecursionlimit, sys.getrecursionlimit
-
-    def setrecursionlimit(limit: int) -> None:
-        real_set(limit + depth)
-
-    def getrecursionlimit() -> int:
-        return real_get() - depth
-
-    setrecursionlimit(real_get())
-    sys.setrecursionlimit, sys.getrecursionlimit = setrecursionlimit, getrecursionlimit
+    module = sys.modules["__main__"]   # made in the zygote, fresh in each job's copy
     if code.startswith("\ufeff"):
         code = code[1:]   # a byte-order mark, which Python drops when it reads a script file
     main_pid = os.getpid()
     tests_run = _UNITTEST_RUNS
-    outcome, exit_code = "end", 0
+    outcome, exit_code, uncaught = "end", 0, None
     try:
         compiled = compile(code, script, "exec", dont_inherit=True)
         exec(compiled, module.__dict__)
@@ -900,12 +931,17 @@ def _run_as_main(code: str, script: str) -> int:
     except BaseException as exc:
         exit_code = 1
         outcome = f"exception:{type(exc).__name__}"
-        _print_traceback(exc)
+        uncaught = exc
+    if uncaught is not None:   # printed once no exception is being handled, as CPython prints it
+        _print_traceback(uncaught)
     exit_code = _shutdown(exit_code)
     if os.getpid() == main_pid:   # a forked child that ran on to here is not the job
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:   # the C socket type: socket.socket's Python layer cost the job 0.1 ms of page copies
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+            try:
                 sock.sendto(outcome.encode(), OUTCOME_ADDRESS)
+            finally:
+                sock.close()
         except OSError:
             pass
     return exit_code
@@ -957,9 +993,21 @@ def _raised_by_unittest_main(exc: BaseException) -> bool:
 
 
 def _print_traceback(exc: BaseException) -> None:
+    """Report an uncaught exception as `python3 main.py` does: through `sys.excepthook`, which is
+    CPython's own printer unless the program set its own, without this runner's frame. (The
+    `traceback` module printed the same text in Python: 3.3 ms a failing program, against 0.4.)"""
     try:
-        tb = exc.__traceback__.tb_next if exc.__traceback__ else None  # hide this runner's frame
-        traceback.print_exception(type(exc), exc, tb)
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        exc.__traceback__ = tb   # the printer reads the exception's own traceback
+        try:
+            sys.excepthook(type(exc), exc, tb)
+        except BaseException as hook_error:   # what CPython prints when the hook itself fails
+            hook_tb = hook_error.__traceback__.tb_next if hook_error.__traceback__ else None
+            hook_error.__traceback__ = hook_tb
+            print("Error in sys.excepthook:", file=sys.stderr)
+            sys.__excepthook__(type(hook_error), hook_error, hook_tb)
+            print("\nOriginal exception was:", file=sys.stderr)
+            sys.__excepthook__(type(exc), exc, tb)
     except BaseException:
         pass
 

@@ -35,6 +35,32 @@ def test_uncaught_exception_is_failed_with_traceback(client):
     assert b"agent" not in r.stderr  # the runner's own frames are not shown
 
 
+# Runs itself again as `python3 main.py` (the same file, so the same paths and lines) and prints
+# that run's stderr to stdout, then fails the same way under the runner.
+AS_PYTHON3 = """import os, subprocess, sys
+if not os.environ.get("INNER"):
+    inner = subprocess.run([sys.executable, __file__], env={**os.environ, "INNER": "1"}, capture_output=True)
+    sys.stdout.buffer.write(inner.stderr)
+    sys.stdout.flush()
+"""
+
+
+@pytest.mark.parametrize("failure", [
+    "def check(f):\n    assert f(2) == 4, 'wrong'\ncheck(lambda x: x + 1)",
+    "try:\n    {}['k']\nexcept KeyError as e:\n    raise ValueError('v') from e",
+    "try:\n    1 / 0\nfinally:\n    [][1]",
+    "sys.excepthook = lambda t, v, tb: print('own hook', t.__name__, file=sys.stderr)\nraise RuntimeError('x')",
+    "def hook(*args):\n    raise TypeError('bad hook')\nsys.excepthook = hook\nraise RuntimeError('x')",
+    "raise KeyboardInterrupt",
+])
+def test_an_uncaught_exception_is_reported_as_python3_reports_it(client, failure):
+    """The same stderr, byte for byte, as `python3 main.py` gives: CPython's own printer with its
+    carets and chains, a hook the program set, and what CPython says when that hook fails."""
+    r = run(client, AS_PYTHON3 + failure)
+    assert r.status is Status.FAILED, r
+    assert r.stderr == r.stdout and r.stderr, (r.stderr.decode(), r.stdout.decode())
+
+
 def test_syntax_error_is_failed(client):
     r = run(client, "def broken(:\n    pass")
     assert r.status is Status.FAILED
