@@ -1218,7 +1218,7 @@ def _wipe_writable_dirs() -> bool:
         with entries:
             for entry in entries:
                 try:
-                    _remove(entry.path, deadline)
+                    _remove(entry, deadline)
                 except TimeoutError:   # before OSError, of which it is a subclass
                     return False
                 except (OSError, RecursionError):
@@ -1226,18 +1226,20 @@ def _wipe_writable_dirs() -> bool:
     return ok
 
 
-def _remove(path: str, deadline: float) -> None:
-    """Remove a file or tree, first giving back any permission a job took from itself."""
+def _remove(entry: os.DirEntry, deadline: float) -> None:
+    """Remove a file or tree, first giving back any permission a job took from itself. The
+    directory listing says what each entry is (no stat of its own)."""
     if time.monotonic() > deadline:
-        raise TimeoutError(path)
-    if os.path.isdir(path) and not os.path.islink(path):
+        raise TimeoutError(entry.path)
+    if entry.is_dir(follow_symlinks=False):
         # The job's own tree: with FOWNER the agent may change its mode, not read past it.
-        os.chmod(path, stat.S_IRWXU | stat.S_IRWXG | stat.S_IRWXO)
-        for entry in os.scandir(path):
-            _remove(entry.path, deadline)
-        os.rmdir(path)
+        os.chmod(entry.path, stat.S_IRWXU | stat.S_IRWXG | stat.S_IRWXO)
+        with os.scandir(entry.path) as inner:
+            for child in inner:
+                _remove(child, deadline)
+        os.rmdir(entry.path)
     else:
-        os.unlink(path)
+        os.unlink(entry.path)
 
 
 def _sysv_ipc_left() -> bool:
