@@ -303,13 +303,14 @@ class _Watched:
 
 def run_job(job: protocol.Job) -> protocol.Reply:
     """Run one program and describe what happened; never raises for the program's faults."""
+    global _wiped, _oom_kills
     timeout_s = float(job["timeout_s"])
     memory_mb = int(job.get("memory_mb") or 0)
+    if not _wiped:   # after a clean job nothing is left that could have sent one
+        _drain_outcomes(None)   # nothing left over from an earlier job counts
     clean_before, stdin_fd = _prepare_files(job["code"], base64.b64decode(job.get("stdin_b64") or ""))
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    _drain_outcomes(None)   # nothing left over from an earlier job counts
-    global _oom_kills
     oom_kills_before = _oom_kill_count() if _oom_kills is None else _oom_kills
     sys.stdout.flush()
     sys.stderr.flush()
@@ -335,7 +336,6 @@ def run_job(job: protocol.Job) -> protocol.Reply:
              and _wipe_writable_dirs() and not _sysv_ipc_left()
              and (not _our_state_changeable()
                   or (_own_state() == _baseline and _zygote_state() == _zygote_baseline)))
-    global _wiped
     _wiped = clean   # the next job needs no wipe before it
     rusage = watched.rusage
     return protocol.Reply(
@@ -1242,6 +1242,9 @@ def _remove(entry: os.DirEntry, deadline: float) -> None:
         os.unlink(entry.path)
 
 
+_IPC_INFO = ctypes.create_string_buffer(256)   # the agent's own: what the *_INFO commands fill
+
+
 def _sysv_ipc_left() -> bool:
     """SysV shared memory, semaphores and queues outlive processes: a job may not leave any.
 
@@ -1249,8 +1252,7 @@ def _sysv_ipc_left() -> bool:
     which gVisor implements too, unlike /proc/sysvipc.
     """
     try:
-        libc = _LIBC
-        buf = ctypes.create_string_buffer(256)
+        libc, buf = _LIBC, _IPC_INFO
         if libc.shmctl(0, SHM_INFO, buf) >= 0 and ctypes.c_int.from_buffer(buf).value:
             return True  # struct shm_info: used_ids
         if libc.semctl(0, 0, SEM_INFO, buf) >= 0 and (ctypes.c_int * 10).from_buffer(buf)[7]:
