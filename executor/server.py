@@ -134,19 +134,26 @@ class ByteBudget:
 
     def __init__(self, total: int) -> None:
         self.total, self.used = total, 0
+        self.waiting = 0   # takers waiting for room: only then does a give wake anyone
         self.cond = threading.Condition()
 
     def take(self, n: int, timeout: float) -> bool:
         with self.cond:
-            if not self.cond.wait_for(lambda: self.used == 0 or self.used + n <= self.total, timeout):
-                return False
+            if self.used and self.used + n > self.total:
+                self.waiting += 1
+                try:
+                    if not self.cond.wait_for(lambda: self.used == 0 or self.used + n <= self.total, timeout):
+                        return False
+                finally:
+                    self.waiting -= 1
             self.used += n
             return True
 
     def give(self, n: int) -> None:
         with self.cond:
             self.used -= n
-            self.cond.notify_all()
+            if self.waiting:
+                self.cond.notify_all()
 
 
 class StreamAdmission:
@@ -201,7 +208,7 @@ class _Stream:
                  cost=lambda request: 0) -> None:
         self.submit = submit
         self.budgets, self.cost = budgets, cost
-        self.out: queue.Queue = queue.Queue()
+        self.out: queue.SimpleQueue = queue.SimpleQueue()   # C, unbounded: a put never waits
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.pending: set = set()
         self.lock = threading.Condition()
