@@ -551,6 +551,14 @@ class _Batch:
 
     async def _send(self, call, sent: dict[str, Program], pause: _Pause, limit: int | None = None) -> None:
         loop = asyncio.get_running_loop()
+        # Nothing is written before the server has taken the stream (our server sends its
+        # initial metadata at once) or refused it. A write racing a refusal (a wrong token, a
+        # full server) fails, and grpc.aio then reports INTERNAL "Internal error from Core"
+        # instead of the server's status (grpc/grpc#36066): 5-25% of refused streams here,
+        # which this client retried as a broken stream.
+        await call.initial_metadata()
+        if call.done():
+            return   # refused: the reader reports the server's status
         for _ in itertools.count() if limit is None else range(limit):
             if (wait := pause.until - loop.time()) > 0:
                 await asyncio.sleep(wait)

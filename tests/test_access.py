@@ -79,6 +79,14 @@ def test_calls_without_or_with_a_wrong_token_are_unauthenticated(token_server):
             with pytest.raises(ExecutorError) as err:
                 list(c.execute_many([Program("print(1)")]))
             assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+        # A write racing the refusal made grpc.aio report INTERNAL instead (in 5-25% of refused
+        # streams here), which the client took for a broken stream: with one attempt allowed, a
+        # SANDBOX_ERROR result came back instead of the refusal.
+        with Client(token_server, token=token, max_attempts=1) as c:
+            for _ in range(20):
+                with pytest.raises(ExecutorError) as err:
+                    list(c.execute_many([Program("print(1)")]))
+                assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
             with pytest.raises(ExecutorError):
                 c.info()
 
