@@ -32,10 +32,12 @@ from pathlib import Path
 
 import docker
 
-from executor import Limits, Program
-from executor.client import Client
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))   # run from a checkout, as the other benches are
+
+from executor import Limits, Program  # noqa: E402
+from executor.client import Client  # noqa: E402
+
 HOSTILE = {
     "fork_bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", 1.0),
     "memory_balloon": ("x = []\nwhile True:\n    x.append(' ' * (1 << 20))", None),
