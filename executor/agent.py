@@ -560,7 +560,8 @@ def _set_job_defaults() -> None:
     # The interpreter state of a script process, made here and not in each job, where every
     # object a job touches costs a page copy (about 3 us each; a job's start was 340 of them):
     # the std streams (the old ones kept: freeing a text stream runs Python code), the
-    # __main__ module, sys.argv and sys.path, the file descriptors of the job's user switch.
+    # __main__ module, sys.argv and sys.path, capset's arguments; and the descriptors the zygote
+    # puts back on its own 0-2 after each fork.
     script = os.path.join(WORK_DIR, SCRIPT_NAME)
     _KEPT.extend((sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__))
     sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = _job_streams()
