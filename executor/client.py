@@ -31,7 +31,7 @@ import grpc
 import grpc.aio
 
 from executor.cache import ResultCache
-from executor.jobs import SERVICE_NAME, ExecutionResult, Limits, Program, Status
+from executor.jobs import SERVICE_NAME, STREAM_TAKEN_KEY, ExecutionResult, Limits, Program, Status
 from executor.v1 import executor_pb2 as pb
 from executor.v1 import executor_pb2_grpc as pb_grpc
 
@@ -551,14 +551,19 @@ class _Batch:
 
     async def _send(self, call, sent: dict[str, Program], pause: _Pause, limit: int | None = None) -> None:
         loop = asyncio.get_running_loop()
-        # Nothing is written before the server has taken the stream (our server sends its
-        # initial metadata at once) or refused it. A write racing a refusal (a wrong token, a
-        # full server) fails, and grpc.aio then reports INTERNAL "Internal error from Core"
-        # instead of the server's status (grpc/grpc#36066): 5-25% of refused streams here,
-        # which this client retried as a broken stream.
-        await call.initial_metadata()
-        if call.done():
-            return   # refused: the reader reports the server's status
+        # Nothing is written before the server has taken the stream: its initial metadata says
+        # so, at once. A write racing a refusal (a wrong token, a full server) fails, and
+        # grpc.aio then reports INTERNAL "Internal error from Core" instead of the server's
+        # status (grpc/grpc#36066): 5-25% of refused streams here, which this client retried as
+        # a broken stream. A refusal's metadata comes with its status, without the mark; a
+        # server older than the mark gets the writes once its stream has not ended in 1 s.
+        metadata = await call.initial_metadata()
+        if STREAM_TAKEN_KEY not in dict(metadata or ()):
+            try:
+                await asyncio.wait_for(asyncio.shield(call.code()), 1.0)
+                return   # refused: the reader reports the server's status
+            except TimeoutError:
+                pass
         for _ in itertools.count() if limit is None else range(limit):
             if (wait := pause.until - loop.time()) > 0:
                 await asyncio.sleep(wait)

@@ -14,6 +14,8 @@ from executor.v1 import executor_pb2 as pb
 
 # The gRPC service name: health checks, probes and client-side load balancing ask for it.
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Executor"].full_name
+# In the initial metadata of a stream the server took; a refused stream ends without it.
+STREAM_TAKEN_KEY = "selfalign-stream"
 
 
 class Status(enum.StrEnum):

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from executor import __version__
 from executor.image import ensure_image
-from executor.jobs import SERVICE_NAME, ExecutionResult, Limits, Program
+from executor.jobs import SERVICE_NAME, STREAM_TAKEN_KEY, ExecutionResult, Limits, Program
 from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
 from executor.listener import ListenerLimits, fit_connection_caps, raise_fd_limit
 from executor.metrics import Metrics
@@ -394,7 +394,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             _return_freed_memory()
 
     def _stream(self, request_iterator, context, leave, client: str) -> Iterator[pb.StreamResponse]:
-        context.send_initial_metadata(())   # tells the client the stream was taken
+        context.send_initial_metadata(((STREAM_TAKEN_KEY, "1"),))   # tells the client the stream was taken
         stream = _Stream(lambda request: self.submit(request, client), self.max_in_flight,
                          (ByteBudget(self.stream_result_bytes), self.results), self.result_cost)
 
