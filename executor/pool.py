@@ -387,7 +387,7 @@ class Pool:
         # Kept whenever the agent found it clean, a timeout or a memory kill included: the agent
         # kills, reaps, wipes and checks after those exactly as after a passing program, and a
         # program cannot make its own job end in one to escape a check. Replacing the container
-        # after each cost about 240 ms of CPU (the `mixed` bench row: 51 -> ... items/s).
+        # after each cost about 240 ms of CPU (the `mixed` bench row: 49 -> 143 items/s).
         keep = self.isolation == "pooled" and bool(reply.get("clean", False))
         return self._result(job, reply), keep
 
