@@ -587,71 +587,95 @@ def _zygote_loop(sock: socket.socket, probe: int = 0) -> None:
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
     _offset_recursion_limit(depth + 3)   # a job's program runs below _child, _run_as_main and exec
+    # Everything the loop uses is bound here and the "run" path is flat, with no call of its own:
+    # after each fork, every page the zygote writes while the job lives is copied (a few us
+    # each), and each object it touches and each call's frame is such a page.
+    recvmsg, send, dup2, close = sock.recvmsg, sock.send, os.dup2, os.close
+    unpack_fds, space = _THREE_FDS.unpack, socket.CMSG_SPACE(_THREE_FDS.size)
+    sol_socket, scm_rights, truncated = socket.SOL_SOCKET, socket.SCM_RIGHTS, socket.MSG_CTRUNC
+    devnull, own_stderr = _DEVNULL, _ZYGOTE_STDERR
+    fork = _fork_as_sibling if _clone_parent_works else _fork_by_middle
     while True:
-        msg, fds, _, _ = socket.recv_fds(sock, 64, 3)
-        if not msg:
-            return
+        msg, ancdata, flags, _ = recvmsg(64, space)
         if msg == b"run":
-            _give_stdio(fds)
-        if msg == b"state":
-            sock.send(json.dumps({**_own_state(), "probe": probe}).encode())
+            try:   # exactly the three descriptors of the job's stdin, stdout and stderr
+                (level, kind, data), = ancdata
+                if level != sol_socket or kind != scm_rights or flags & truncated:
+                    raise ValueError
+                stdin_fd, out_fd, err_fd = unpack_fds(data)
+            except (ValueError, struct.error):
+                _close_received(ancdata)
+                send(b"0")
+                continue
+            # The job's stdio on 0-2 before the fork (the job would pay page copies to set them),
+            # the zygote's own back after it (the agent reads the pipes to their end).
+            dup2(stdin_fd, 0)
+            dup2(out_fd, 1)
+            dup2(err_fd, 2)
+            close(stdin_fd)
+            close(out_fd)
+            close(err_fd)
+            pid = fork(script)
+            if pid == 0:
+                _child(script, None)   # never returns
+            dup2(devnull, 0)
+            dup2(devnull, 1)
+            dup2(own_stderr, 2)
+            send(b"%d" % pid if pid > 0 else b"0")
+        elif not msg:
+            return
+        elif msg == b"state":
+            send(json.dumps({**_own_state(), "probe": probe}).encode())
         elif msg == b"kill":
             try:
                 os.kill(-1, signal.SIGKILL)   # spares init (the agent) and the caller (us)
             except OSError:
                 pass
-            sock.send(b"ok")
-        elif msg == b"run" and _clone_parent_works:
-            pid = _fork_as_sibling()
-            if pid == 0:
-                _child(script, None)   # never returns
-            _take_stdio_back()
-            sock.send(str(pid).encode() if pid > 0 else b"0")
-        elif msg == b"run":
-            r, w = os.pipe()
-            go_r, go_w = os.pipe()   # the job starts when the middle process is gone, reaped too
-            try:
-                middle = os.fork()
-            except OSError:
-                middle = -1
-            if middle == 0:
-                os.close(r)
-                try:
-                    job = os.fork()
-                except OSError:
-                    job = -1
-                if job == 0:
-                    os.close(w)
-                    os.close(go_w)
-                    _child(script, go_r)   # never returns
-                os.write(w, str(job).encode())
-                os._exit(0)
-            _take_stdio_back()
-            os.close(w)
-            answer = b"0" if middle < 0 else (os.read(r, 32) or b"0")
-            os.close(r)
-            if middle > 0:
-                os.waitpid(middle, 0)   # the job is orphaned now: the agent (PID 1) adopts it
-            os.write(go_w, b"1")
-            for fd in (go_r, go_w):
+            send(b"ok")
+
+
+_THREE_FDS = struct.Struct("3i")
+
+
+def _close_received(ancdata: list) -> None:
+    """Close whatever descriptors came with a malformed "run" message."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            for (fd,) in struct.iter_unpack("i", data[:len(data) - len(data) % 4]):
                 os.close(fd)
-            sock.send(answer if int(answer) > 0 else b"0")
 
 
-def _give_stdio(fds: list[int]) -> None:
-    """In the zygote, just before it forks a job: the job's stdin, stdout and stderr on 0, 1
-    and 2, which the fork hands on (the job itself would pay page copies to set them)."""
-    for fd, target in zip(fds, (0, 1, 2), strict=True):
-        os.dup2(fd, target)
-    for fd in fds:
+def _fork_by_middle(script: str) -> int:
+    """Where clone(CLONE_PARENT) is refused: fork a middle process that forks the job and exits,
+    so that the job is orphaned to the agent (PID 1). The job's pid, -1 when a fork failed (the
+    job itself never returns from here)."""
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()   # the job starts when the middle process is gone, reaped too
+    try:
+        middle = os.fork()
+    except OSError:
+        middle = -1
+    if middle == 0:
+        os.close(r)
+        try:
+            job = os.fork()
+        except OSError:
+            job = -1
+        if job == 0:
+            os.close(w)
+            os.close(go_w)
+            _child(script, go_r)   # never returns
+        os.write(w, str(job).encode())
+        os._exit(0)
+    os.close(w)
+    answer = b"0" if middle < 0 else (os.read(r, 32) or b"0")
+    os.close(r)
+    if middle > 0:
+        os.waitpid(middle, 0)   # the job is orphaned now: the agent (PID 1) adopts it
+    os.write(go_w, b"1")
+    for fd in (go_r, go_w):
         os.close(fd)
-
-
-def _take_stdio_back() -> None:
-    """Just after the fork: the zygote lets go of the job's pipes (the agent reads them to their
-    end) and has /dev/null and its own stderr again."""
-    for fd, target in ((_DEVNULL, 0), (_DEVNULL, 1), (_ZYGOTE_STDERR, 2)):
-        os.dup2(fd, target)
+    return int(answer) if int(answer) > 0 else -1
 
 
 def _offset_recursion_limit(depth: int) -> None:
@@ -674,21 +698,28 @@ CLONE_SYSCALL = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)   # None:
 _clone_parent_works = False   # set in the zygote at start when the kernel allows it
 
 
-def _fork_as_sibling() -> int:
+def _fork_as_sibling(script: str = "") -> int:
     """fork(), except that the new process is the agent's child, not the zygote's
     (clone(CLONE_PARENT)): no middle process to fork, exit and reap for every job. CPython's own
     before- and after-fork steps run around it, as os.fork() runs them; the zygote has one
-    thread, so no lock can be held across it. The GIL stays held (PyDLL), as in os.fork()."""
-    if CLONE_SYSCALL is None:
+    thread, so no lock can be held across it. The GIL stays held (PyDLL), as in os.fork().
+    The C functions and the call's arguments are made once (_CLONE): made in each call, they
+    were pages written after the fork, in the zygote and in the job."""
+    if _CLONE is None:
         return -1
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    pid = _PYLIBC.syscall(ctypes.c_long(CLONE_SYSCALL), ctypes.c_ulong(CLONE_PARENT | SIGCHLD_SIGNAL), 0, 0, 0, 0)
+    before, after_child, after_parent, syscall, args = _CLONE
+    before()
+    pid = syscall(*args)
     if pid == 0:
-        api.PyOS_AfterFork_Child()
+        after_child()
     else:
-        api.PyOS_AfterFork_Parent()
+        after_parent()
     return pid if pid >= 0 else -1
+
+
+_CLONE = None if CLONE_SYSCALL is None else (
+    ctypes.pythonapi.PyOS_BeforeFork, ctypes.pythonapi.PyOS_AfterFork_Child, ctypes.pythonapi.PyOS_AfterFork_Parent,
+    _PYLIBC.syscall, (ctypes.c_long(CLONE_SYSCALL), ctypes.c_ulong(CLONE_PARENT | SIGCHLD_SIGNAL), 0, 0, 0, 0))
 
 
 def _probe_clone_parent() -> int:
