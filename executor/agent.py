@@ -110,6 +110,10 @@ READ_CHUNK = 65536
 REPLY_CHUNK = 3 * 16384   # a multiple of 3: base64 pieces join with no padding between them
 # How long to keep reading pipes that a finished program's leftover children hold open.
 DRAIN_AFTER_EXIT_S = 0.05
+# While a stream is under a pipe's capacity (Linux's default), how often its pipe is read (see
+# _watch).
+QUIET_READ_S = 0.005
+PIPE_CAPACITY = 65536
 # How often a running job's memory is sampled for the limit (after its first interval, so a job
 # that ends at once costs nothing). ru_maxrss covers one process; a job that forks could
 # otherwise hold its limit once per process, up to the container's hard cap. The sample is the
@@ -384,22 +388,53 @@ def _write_new(path: str, data: bytes, mode: int) -> None:
 
 def _watch(pid: int, out_r: int, err_r: int, cap: int, deadline: float) -> _Watched:
     """Collect the job's output until it exits (and its pipes drain), its time is up, or it
-    writes more than `cap` bytes to a stream. Woken by the job's pidfd, its pipes and the
-    outcome socket, so a job that ends at once costs no polling delay."""
+    writes more than `cap` bytes to a stream. Woken by the job's pidfd, so a job that ends at
+    once costs no polling delay. The outcome socket is read once the job has exited (_end).
+
+    A pipe is read at once only when its stream has passed a pipe's capacity; before that, at
+    most every QUIET_READ_S (and as the job exits): each wake-up costs the agent and the writing
+    job a context switch, and a failing program's traceback, written line by line, woke the
+    agent four times. Below that much output nothing can block: the pipe holds it all."""
     watched = _Watched()
     streams = {out_r: watched.stdout, err_r: watched.stderr}
     # epoll itself, not the selectors module: its keys and maps cost 20 us of every job.
     poller = select.epoll()
-    outcome_fd = _outcome_sock.fileno()
     pidfd = _pidfd_open(pid)  # readable when the child exits: no polling delay per job
-    watching = {out_r, err_r, outcome_fd} | ({pidfd} if pidfd is not None else set())
-    for fd in (out_r, err_r):
+    if pidfd is not None:
+        poller.register(pidfd, select.EPOLLIN)
+    open_pipes = {out_r, err_r}
+    resting = {out_r, err_r}   # not armed for input; a hang-up is still reported
+    for fd in open_pipes:
         os.set_blocking(fd, False)
-    for fd in watching:
-        poller.register(fd, select.EPOLLIN)
+        poller.register(fd, select.EPOLLONESHOT)
+    armed = select.EPOLLIN | select.EPOLLONESHOT
     exited_at = None
-    next_sample = time.monotonic() + MEMORY_SAMPLE_S
+    now = time.monotonic()
+    arm_at = now + QUIET_READ_S
+    next_sample = now + MEMORY_SAMPLE_S
     watched.base_kib = _cgroup_memory_kib()
+
+    def read(fd: int) -> bool:
+        """One read of a pipe; False once it is at its end (or would block)."""
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return False
+        if not data:
+            poller.unregister(fd)
+            open_pipes.discard(fd)
+            return False
+        buf = streams[fd]
+        room = cap - len(buf)
+        if len(data) > room:
+            buf += data[:room]
+            name = "stdout" if fd == out_r else "stderr"
+            setattr(watched, f"{name}_truncated", True)
+            watched.status, watched.reason = "OUTPUT_LIMIT", f"wrote more than {cap} bytes to {name}"
+            return False
+        buf += data
+        return True
+
     while True:
         now = time.monotonic()
         if exited_at is None and now >= next_sample and watched.base_kib is not None:
@@ -411,43 +446,42 @@ def _watch(pid: int, out_r: int, err_r: int, cap: int, deadline: float) -> _Watc
         if exited_at is None:
             done_pid, watched.wait_status, watched.rusage = os.wait4(pid, os.WNOHANG)
             if done_pid == pid:
-                exited_at = now
+                exited_at = arm_at = now
                 watched.exited = True
                 if pidfd is not None:
                     poller.unregister(pidfd)
-                    watching.discard(pidfd)
-        if exited_at is not None and (len(watching) <= 1 or now - exited_at > DRAIN_AFTER_EXIT_S):
+                # What it wrote is read now, without a wait for each pipe to report it.
+                for fd in list(open_pipes):
+                    while read(fd):
+                        pass
+                if watched.status == "OUTPUT_LIMIT":
+                    break
+        if resting and now >= arm_at:
+            for fd in resting & open_pipes:
+                poller.modify(fd, armed)
+            resting.clear()
+        if exited_at is not None and (not open_pipes or now - exited_at > DRAIN_AFTER_EXIT_S):
             break  # pipes still held open by leftover children: those are killed after
         if exited_at is None and now >= deadline:
+            for fd in list(open_pipes):   # what it wrote since the last read, a resting pipe's too
+                read(fd)
             watched.status = "TIMEOUT"
             break
         if exited_at is not None:
             wait = DRAIN_AFTER_EXIT_S
         else:
             wait = min(deadline, next_sample) - now if pidfd is not None else min(deadline - now, 0.002)
+            if resting:
+                wait = min(wait, arm_at - now)
         for fd, _ in poller.poll(max(wait, 0.0)):
             if fd == pidfd:
                 continue
-            if fd == outcome_fd:
-                _drain_outcomes(pid, watched.outcomes)
-                continue
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except BlockingIOError:
-                continue
-            if not data:
-                poller.unregister(fd)
-                watching.discard(fd)
-                continue
-            buf = streams[fd]
-            room = cap - len(buf)
-            if len(data) > room:
-                buf += data[:room]
-                name = "stdout" if fd == out_r else "stderr"
-                setattr(watched, f"{name}_truncated", True)
-                watched.status, watched.reason = "OUTPUT_LIMIT", f"wrote more than {cap} bytes to {name}"
-            else:
-                buf += data
+            if read(fd) and exited_at is None and len(streams[fd]) < PIPE_CAPACITY:
+                if not resting:
+                    arm_at = now + QUIET_READ_S
+                resting.add(fd)
+            elif fd in open_pipes:
+                poller.modify(fd, armed)
         if watched.status == "OUTPUT_LIMIT":
             break
     poller.close()
@@ -971,7 +1005,9 @@ def _run_as_main(code: str, script: str) -> int:
         try:   # the C socket type: socket.socket's Python layer cost the job 0.1 ms of page copies
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
             try:
-                sock.sendto(outcome.encode(), OUTCOME_ADDRESS)
+                # Never waits: the agent reads the socket only once the job has exited, and a
+                # queue that the program's own children filled leaves this outcome out.
+                sock.sendto(outcome.encode(), _socket.MSG_DONTWAIT, OUTCOME_ADDRESS)
             finally:
                 sock.close()
         except OSError:

@@ -113,6 +113,36 @@ def test_default_output_cap_is_one_mebibyte(client):
     assert r.stderr_truncated and len(r.stderr) == 1 << 20
 
 
+def test_output_before_a_timeout_is_kept(client):
+    # Small output is read in batches (the agent is not woken for each line): what the program
+    # wrote before it was stopped still comes back, on both streams.
+    code = ("import sys, time\n"
+            "print('started', flush=True)\n"
+            "print('on stderr', file=sys.stderr)\n"
+            "time.sleep(0.4)\n"
+            "print('late', flush=True)\n"
+            "while True:\n"
+            "    pass\n")
+    r = run(client, code, timeout_s=0.6)
+    assert r.status is Status.TIMEOUT
+    assert r.stdout == b"started\nlate\n" and r.stderr == b"on stderr\n"
+
+
+def test_output_in_small_pieces_then_past_a_pipe_arrives_whole_and_in_order(client):
+    # Lines a few milliseconds apart on both streams, then more than a pipe holds (64 KiB) in
+    # one write while the stream's reads are still batched: nothing is lost or reordered.
+    code = ("import sys, time\n"
+            "for i in range(40):\n"
+            "    print(i, flush=True)\n"
+            "    print('e', i, file=sys.stderr)\n"
+            "    time.sleep(0.002)\n"
+            "sys.stdout.write('x' * 300_000)\n")
+    r = run(client, code)
+    assert r.status is Status.PASSED, r
+    assert r.stdout == "".join(f"{i}\n" for i in range(40)).encode() + b"x" * 300_000
+    assert r.stderr == "".join(f"e {i}\n" for i in range(40)).encode()
+
+
 def test_stdin_is_given_then_eof(client):
     r = client.execute(Program("import sys\ndata = sys.stdin.read()\nprint(data[::-1])", stdin=b"abc"))
     assert r.status is Status.PASSED and r.stdout == b"cba\n"
