@@ -509,6 +509,21 @@ def test_the_job_cannot_touch_the_agent_or_the_zygote(solo):
     assert_next_job_is_clean(solo)
 
 
+def test_the_job_is_the_oom_killers_first_choice_and_the_agent_and_zygote_are_not(solo):
+    """A job runs with oom_score_adj 1000 (raised before its program starts), so the kernel's OOM
+    killer takes it first; the agent and the zygote keep their own, lower one, job after job."""
+    code = """
+        import os
+        me = open("/proc/self/oom_score_adj").read().strip()
+        others = [open(f"/proc/{p}/oom_score_adj").read().strip()
+                  for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+        print(me, len(others), "1000" in others)
+    """
+    for _ in range(3):
+        r = run(solo, code)
+        assert r.status is Status.PASSED and r.stdout == b"1000 2 False\n", r
+
+
 def test_sudo_and_setuid_do_not_help(solo):
     r = run(solo, """
         import os
