@@ -269,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="programs for the slow docker-run runner (default 40)")
     p.add_argument("--concurrency", type=int, default=os.cpu_count() or 1)
     p.add_argument("--pool-size", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--window", type=int, default=64,
+                   help="programs the executor's runners keep in flight (execute_many's max_in_flight; "
+                        "default 64, the client's own)")
     p.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
     p.set_defaults(func=cmd_bench)
 

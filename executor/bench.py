@@ -16,7 +16,8 @@ variant (must fail), repeated. Runners:
               each program copied in and run with `docker exec` (a subset)
 - epicbox     the epicbox package: a new container per program, created, filled, started,
               waited for and removed (a subset)
-- pooled      this executor, warm pool (the default), served by its own process as deployed
+- pooled      this executor, warm pool (the default), served by its own process as deployed,
+              with execute_many's default window of programs in flight (--window)
 - fresh       this executor, a new container per job
 - mixed       pooled on the workload with a looping program (0.1 s limit) after every 16th and a
               memory balloon (64 MiB limit) after every 32nd, each stopped by its limit (the
@@ -138,8 +139,10 @@ def _served(pool_size: int, isolation: str = "pooled", spares: int | None = None
             server.wait()
 
 
-def run_executor(name: str, programs: list[Program], concurrency: int, pool_size: int,
+def run_executor(name: str, programs: list[Program], window: int, pool_size: int,
                  isolation: str, spares: int | None = None) -> RunnerReport:
+    """`window` programs in flight (execute_many's max_in_flight): its latencies are submission to
+    result, so they include the wait behind the rest of the window."""
     with _served(pool_size, isolation, spares) as client:
         sent: dict[str, float] = {}
 
@@ -150,7 +153,7 @@ def run_executor(name: str, programs: list[Program], concurrency: int, pool_size
 
         latencies, outcomes = [], {}
         start = time.perf_counter()
-        for r in client.execute_many(source(), max_in_flight=max(concurrency, pool_size) * 2):
+        for r in client.execute_many(source(), max_in_flight=window):
             latencies.append(time.perf_counter() - sent[r.id])
             outcomes[r.id] = r.passed
         return _report(name, outcomes, latencies, time.perf_counter() - start)
@@ -462,7 +465,7 @@ def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerR
     for name in runners:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         if name in ("pooled", "fresh"):
-            reports.append(run_executor(name, programs, args.concurrency, args.pool_size, name))
+            reports.append(run_executor(name, programs, args.window, args.pool_size, name))
         elif name == "subprocess":
             reports.append(run_subprocess(programs, args.concurrency))
         elif name == "docker-run":
@@ -490,7 +493,7 @@ def run_round(runners: list[str], programs: list[Program], args) -> list[RunnerR
         elif name == "latency":
             reports.append(run_latency(subset(200), args.pool_size))
         elif name in ("mixed", "mixed-nospares"):
-            reports.append(run_executor(name, mixed_programs(programs), args.concurrency, args.pool_size, "pooled",
+            reports.append(run_executor(name, mixed_programs(programs), args.window, args.pool_size, "pooled",
                                         spares=0 if name == "mixed-nospares" else None))
     return reports
 

@@ -31,7 +31,7 @@ import grpc
 import grpc.aio
 
 from executor.cache import ResultCache
-from executor.jobs import SERVICE_NAME, STREAM_TAKEN_KEY, ExecutionResult, Limits, Program, Status
+from executor.jobs import KEEP_QUEUED_KEY, SERVICE_NAME, STREAM_TAKEN_KEY, ExecutionResult, Limits, Program, Status
 from executor.v1 import executor_pb2 as pb
 from executor.v1 import executor_pb2_grpc as pb_grpc
 
@@ -141,6 +141,11 @@ def split_targets(targets: str | Iterable[str]) -> list[str]:
     return out
 
 
+# execute_many's default window: programs sent and not yet answered. Well above twice a pool,
+# so that the programs go to a server in batches (ExecuteBatches) with its sandboxes kept busy.
+MAX_IN_FLIGHT = 64
+
+
 class AsyncClient:
     def __init__(self, targets: str | Iterable[str], *, token: str | None = None,
                  tls_root_cert: bytes | None = None, tls_client_cert: bytes | None = None,
@@ -159,6 +164,7 @@ class AsyncClient:
         self._next_target = itertools.count()
         self._cache = ResultCache(cache_path) if cache_path else None
         self._cache_scope: str | None = None
+        self._batches: list[bool] = []   # per target: whether it serves ExecuteBatches (until told not)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -180,6 +186,7 @@ class AsyncClient:
                 channel = grpc.aio.insecure_channel(target, options=options)
             self._channels.append(channel)
             self._stubs.append(pb_grpc.ExecutorStub(channel))
+            self._batches.append(True)
 
     @property
     def _metadata(self) -> tuple:
@@ -191,6 +198,7 @@ class AsyncClient:
         self._channels.clear()
         self._stubs.clear()
         self._lanes.clear()
+        self._batches.clear()
         if self._cache is not None:
             self._cache.close()
 
@@ -279,7 +287,7 @@ class AsyncClient:
     async def execute_many(
         self,
         programs: Iterable[Program] | AsyncIterable[Program],
-        max_in_flight: int = 64,
+        max_in_flight: int = MAX_IN_FLIGHT,
         return_rejected: bool = False,
     ) -> AsyncIterator[ExecutionResult | Rejected]:
         """Yield one result per program, in completion order.
@@ -365,6 +373,7 @@ class _Batch:
         self.client = client
         self.source = programs
         self.slots = asyncio.Semaphore(max_in_flight)
+        self._sync_source = True   # set from the source in results()
         self.retry: collections.deque[tuple[str, Program]] = collections.deque()
         self.programs: dict[str, Program] = {}     # wire key -> program, until its result
         self.attempts: collections.Counter = collections.Counter()
@@ -378,6 +387,9 @@ class _Batch:
     async def results(self) -> AsyncIterator[ExecutionResult | Rejected]:
         self._iter = (self.source.__aiter__() if hasattr(self.source, "__aiter__")
                       else iter(self.source))
+        # A batch is filled from an iterable's next() (it runs at once), never by waiting on an
+        # async source: one that waits for results would wait for the batch held for it.
+        self._sync_source = not hasattr(self._iter, "__anext__")
         self.tasks = [asyncio.create_task(self._target(i)) for i in self.client._lanes]
         try:
             while True:
@@ -415,13 +427,15 @@ class _Batch:
             if self._finished():
                 await self.out.put(None)
 
-    async def _next(self) -> tuple[str, Program] | None:
-        """The next program to send: a retry first, then the source; None when all is done."""
+    async def _next(self, gathering: bool = False) -> tuple[str, Program] | None:
+        """The next program to send: a retry first, then the source; None when all is done, or
+        (`gathering` a batch) when nothing more can be had at once: the batch must go, not wait
+        for the source or for the end."""
         await self.slots.acquire()
         while True:
             if self.retry:
                 return self.retry.popleft()
-            if not self.source_done:
+            if not self.source_done and (self._sync_source or not gathering):
                 program = await self._pull()
                 if program is None:
                     self.source_done = True
@@ -442,7 +456,7 @@ class _Batch:
                     await self.slots.acquire()
                     continue
                 return key, program
-            if not self.programs:
+            if gathering or not self.programs:
                 self.slots.release()
                 return None
             async with self.cond:
@@ -474,19 +488,22 @@ class _Batch:
         backoff = _Backoff(client.config, asyncio.get_running_loop())
         while not self._finished():
             sent: dict[str, Program] = {}
+            gathered: dict[str, Program] = {}   # taken for a batch not yet written
             pause = _Pause()
-            call = client._stubs[index].ExecuteStream(metadata=client._metadata)
+            batched = client._batches[index]
+            stub = client._stubs[index]
+            call = (stub.ExecuteBatches if batched else stub.ExecuteStream)(metadata=client._metadata)
             limit = client.config.rotate_after if is_balanced(target) else None
-            sender = asyncio.create_task(self._send(call, sent, pause, limit))
+            sender = asyncio.create_task(self._send(call, sent, pause, limit, batched, gathered))
             # The server sends its initial metadata when it takes the stream: a stream that broke
             # before that never reached a sandbox, so its programs are not charged a failure.
             accepted = asyncio.create_task(call.initial_metadata())
             try:
-                if not await self._read_answers(call, sent, pause, backoff):
+                if not await self._read_answers(call, sent, pause, backoff, batched):
                     return
                 await sender
                 accepted.cancel()
-                for key in list(sent):   # closed without answering them: they go again
+                for key in [*sent, *gathered]:   # closed without answering them: they go again
                     await self._requeue(key, failure=False)
                 if self._finished():
                     return
@@ -496,6 +513,11 @@ class _Batch:
                 await asyncio.gather(sender, return_exceptions=True)
                 reached = accepted.done() and not accepted.cancelled() and accepted.exception() is None
                 accepted.cancel()
+                for key in list(gathered):   # never sent: no attempt is charged
+                    await self._requeue(key, failure=False)
+                if batched and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    client._batches[index] = False   # a server older than ExecuteBatches: nothing was sent
+                    continue
                 for key in list(sent):
                     await self._requeue(key, failure=reached)
                 if not _retryable(exc):
@@ -515,9 +537,17 @@ class _Batch:
                 await asyncio.gather(sender, accepted, return_exceptions=True)
                 call.cancel()
 
-    async def _read_answers(self, call, sent: dict[str, Program], pause: _Pause, backoff: _Backoff) -> bool:
+    async def _read_answers(self, call, sent: dict[str, Program], pause: _Pause, backoff: _Backoff,
+                            batched: bool = False) -> bool:
         """Read one stream's answers until it ends; False when this target gives up."""
-        async for resp in call:
+        async for message in call:
+            if await self._answered(message.responses if batched else (message,), call, sent, pause, backoff):
+                return False
+        return True
+
+    async def _answered(self, responses, call, sent: dict[str, Program], pause: _Pause, backoff: _Backoff) -> bool:
+        """Take one message's answers; True when this target gives up."""
+        for resp in responses:
             if resp.id not in sent:
                 continue
             sent.pop(resp.id)
@@ -530,13 +560,13 @@ class _Batch:
                 await self._requeue(resp.id, failure=False)
                 if self._gave_up(backoff, resp.error.message, grpc.StatusCode.UNAVAILABLE):
                     call.cancel()
-                    return False
+                    return True
                 pause.until = backoff.loop.time() + backoff.next_wait()
             else:
                 prog = self.programs.get(resp.id)
                 await self._emit(resp.id, Rejected(
                     prog.id if prog else resp.id, _code_name(resp.error.code), resp.error.message))
-        return True
+        return False
 
     def _gave_up(self, backoff: _Backoff, message: str, code) -> bool:
         """Count a failure of this target; True once it has been down longer than the retry
@@ -549,7 +579,8 @@ class _Batch:
                 f"no executor reachable ({', '.join(self.client.config.targets)}): {message}", code))
         return True
 
-    async def _send(self, call, sent: dict[str, Program], pause: _Pause, limit: int | None = None) -> None:
+    async def _send(self, call, sent: dict[str, Program], pause: _Pause, limit: int | None = None,
+                    batched: bool = False, gathered: dict[str, Program] | None = None) -> None:
         loop = asyncio.get_running_loop()
         # Nothing is written before the server has taken the stream: its initial metadata says
         # so, at once. A write racing a refusal (a wrong token, a full server) fails, and
@@ -557,26 +588,54 @@ class _Batch:
         # status (grpc/grpc#36066): 5-25% of refused streams here, which this client retried as
         # a broken stream. A refusal's metadata comes with its status, without the mark; a
         # server older than the mark gets the writes once its stream has not ended in 1 s.
-        metadata = await call.initial_metadata()
-        if STREAM_TAKEN_KEY not in dict(metadata or ()):
+        metadata = dict(await call.initial_metadata() or ())
+        if STREAM_TAKEN_KEY not in metadata:
             try:
                 await asyncio.wait_for(asyncio.shield(call.code()), 1.0)
                 return   # refused: the reader reports the server's status
             except TimeoutError:
                 pass
-        for _ in itertools.count() if limit is None else range(limit):
+        keep_queued = _count_of(metadata.get(KEEP_QUEUED_KEY))
+        left = limit
+        while left is None or left > 0:
             if (wait := pause.until - loop.time()) > 0:
                 await asyncio.sleep(wait)
             item = await self._next()
             if item is None:
                 await call.done_writing()
                 return
-            key, program = item
-            sent[key] = program
-            request = program.to_proto()
-            request.id = key
-            await call.write(request)
+            if not batched or gathered is None:
+                sent[item[0]] = item[1]
+                await call.write(_request(*item))
+                taken = 1
+            else:
+                gathered[item[0]] = item[1]
+                await self._gather(gathered, sent, keep_queued,
+                                   REQUEST_BATCH_PROGRAMS if left is None else min(left, REQUEST_BATCH_PROGRAMS))
+                batch = pb.RequestBatch(requests=[_request(k, p) for k, p in gathered.items()])
+                taken = len(gathered)
+                sent.update(gathered)
+                gathered.clear()
+                await call.write(batch)
+            left = None if left is None else left - taken
         await call.done_writing()   # rotated: the results come, then a new stream starts
+
+    async def _gather(self, batch: dict[str, Program], sent: dict[str, Program], keep_queued: int,
+                      most: int) -> None:
+        """Fill `batch` (holding its first program): every program that can go at once, and,
+        while the window is full but the server still holds `keep_queued` of this stream's
+        programs (enough for its sandboxes), those freed by its next results too. Never waits
+        on an async source. What it holds, should the stream break meanwhile, goes again."""
+        size = sum(_program_bytes(p) for p in batch.values())
+        while len(batch) < most and size < REQUEST_BATCH_BYTES and (
+                self.retry or (self._sync_source and not self.source_done)):
+            if self.slots.locked() and len(sent) < keep_queued:
+                break   # the server runs low: what is gathered goes now
+            item = await self._next(gathering=True)
+            if item is None:
+                break
+            batch[item[0]] = item[1]
+            size += _program_bytes(item[1])
 
     async def _requeue(self, key: str, failure: bool) -> None:
         program = self.programs.get(key)
@@ -593,6 +652,29 @@ class _Batch:
         self.retry.append((key, program))
         async with self.cond:
             self.cond.notify_all()
+
+
+# What one RequestBatch gathers at most (a larger program goes alone).
+REQUEST_BATCH_PROGRAMS = 64
+REQUEST_BATCH_BYTES = 1 << 20
+
+
+def _request(key: str, program: Program) -> pb.ExecuteRequest:
+    request = program.to_proto()
+    request.id = key
+    return request
+
+
+def _program_bytes(program: Program) -> int:
+    return len(program.code) + len(program.stdin)
+
+
+def _count_of(value) -> int:
+    """A count from metadata: 0 when absent or malformed."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _retryable(exc: grpc.aio.AioRpcError) -> bool:
@@ -628,14 +710,14 @@ class Client:
         return self._call(self._async.execute(program, timeout))
 
     @overload
-    def execute_many(self, programs: Iterable[Program], max_in_flight: int = 64,
+    def execute_many(self, programs: Iterable[Program], max_in_flight: int = MAX_IN_FLIGHT,
                      return_rejected: Literal[False] = False) -> Generator[ExecutionResult, None, None]: ...
 
     @overload
-    def execute_many(self, programs: Iterable[Program], max_in_flight: int = 64, *,
+    def execute_many(self, programs: Iterable[Program], max_in_flight: int = MAX_IN_FLIGHT, *,
                      return_rejected: Literal[True]) -> Generator[ExecutionResult | Rejected, None, None]: ...
 
-    def execute_many(self, programs: Iterable[Program], max_in_flight: int = 64,
+    def execute_many(self, programs: Iterable[Program], max_in_flight: int = MAX_IN_FLIGHT,
                      return_rejected: bool = False) -> Generator[ExecutionResult | Rejected, None, None]:
         """Like AsyncClient.execute_many. `programs` is read on the client's loop thread.
 

@@ -16,6 +16,9 @@ from executor.v1 import executor_pb2 as pb
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Executor"].full_name
 # In the initial metadata of a stream the server took; a refused stream ends without it.
 STREAM_TAKEN_KEY = "selfalign-stream"
+# In the initial metadata of an ExecuteBatches stream: how many programs the server wants queued
+# (twice its sandboxes), so that a client gathering a batch never leaves one idle.
+KEEP_QUEUED_KEY = "selfalign-keep-queued"
 
 
 class Status(enum.StrEnum):

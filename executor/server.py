@@ -1,4 +1,4 @@
-"""The gRPC service: Execute, ExecuteStream and GetInfo over the pool, plus standard
+"""The gRPC service: Execute, ExecuteStream, ExecuteBatches and GetInfo over the pool, plus standard
 health checking, server reflection, Prometheus metrics and optional TLS and bearer tokens.
 """
 
@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from executor import __version__
 from executor.image import ensure_image
-from executor.jobs import SERVICE_NAME, STREAM_TAKEN_KEY, ExecutionResult, Limits, Program
+from executor.jobs import KEEP_QUEUED_KEY, SERVICE_NAME, STREAM_TAKEN_KEY, ExecutionResult, Limits, Program
 from executor.limits import LANGUAGES, InvalidRequest, RequestTooLarge, ServerLimits
 from executor.listener import ListenerLimits, fit_connection_caps, raise_fd_limit
 from executor.metrics import Metrics
@@ -44,6 +44,9 @@ MAX_MESSAGE_BYTES = 64 << 20
 # Trailing metadata that marks a refusal resending cannot fix (RESOURCE_EXHAUSTED is also what a
 # full server answers, and that one is worth retrying).
 REFUSAL_KEY = "selfalign-refusal"
+# What one ResponseBatch gathers at most (it always takes one result, whatever its size).
+RESPONSE_BATCH_BYTES = 4 << 20
+RESPONSE_BATCH_RESULTS = 256
 _END = object()
 
 
@@ -270,19 +273,51 @@ class _Stream:
             self.slots.release()
 
     def responses(self, context, idle_timeout_s: float) -> Iterator[pb.StreamResponse]:
+        for taken in self._taken(context, idle_timeout_s, batch=False):
+            (response, _), _ = taken[0]
+            yield response
+            self._release_taken(taken)
+
+    def response_batches(self, context, idle_timeout_s: float) -> Iterator[pb.ResponseBatch]:
+        """Every answer that is ready, in one message: never waits for more than the first."""
+        for taken in self._taken(context, idle_timeout_s, batch=True):
+            yield pb.ResponseBatch(responses=[response for (response, _), _ in taken])
+            self._release_taken(taken)
+
+    def _taken(self, context, idle_timeout_s: float, batch: bool) -> Iterator[list]:
+        """Lists of queued answers, in completion order: one answer each, or (batch) the first to
+        come and every other one already waiting, up to RESPONSE_BATCH_BYTES or _RESULTS."""
         while True:
             try:
-                item, holds_slot = self.out.get(timeout=1.0)
+                item = self.out.get(timeout=1.0)
             except queue.Empty:
                 with self.lock:
                     idle = not self.pending and time.monotonic() - self.activity > idle_timeout_s
                 if idle:
                     context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"the stream was idle for {idle_timeout_s:g} s")
                 continue
-            if item is _END:
+            if item[0] is _END:
                 return
-            response, cost = item
-            yield response
+            taken = [item]
+            size = item[0][0].ByteSize() if batch else 0
+            ended = False
+            while batch and size < RESPONSE_BATCH_BYTES and len(taken) < RESPONSE_BATCH_RESULTS:
+                try:
+                    item = self.out.get_nowait()
+                except queue.Empty:
+                    break
+                if item[0] is _END:
+                    ended = True
+                    break
+                taken.append(item)
+                size += item[0][0].ByteSize()
+            yield taken
+            if ended:
+                return
+
+    def _release_taken(self, taken: list) -> None:
+        """Handed to gRPC: the answers' slots and bytes go back."""
+        for (_, cost), holds_slot in taken:
             if holds_slot:
                 self._release(cost)
 
@@ -393,8 +428,30 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             leave()
             _return_freed_memory()
 
-    def _stream(self, request_iterator, context, leave, client: str) -> Iterator[pb.StreamResponse]:
-        context.send_initial_metadata(((STREAM_TAKEN_KEY, "1"),))   # tells the client the stream was taken
+    def ExecuteBatches(self, request_iterator, context) -> Iterator[pb.ResponseBatch]:
+        """ExecuteStream, several programs to a message each way (see the proto)."""
+        client = client_key(context, self.tokens_checked)
+        refused = self.admission.enter(client)
+        if refused:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
+        left = threading.Event()
+
+        def leave() -> None:
+            if not left.is_set():
+                left.set()
+                self.admission.leave(client)
+
+        try:
+            yield from self._stream(_each_request(request_iterator), context, leave, client, batched=True)
+        finally:
+            leave()
+            _return_freed_memory()
+
+    def _stream(self, request_iterator, context, leave, client: str, batched: bool = False) -> Iterator:
+        taken = [(STREAM_TAKEN_KEY, "1")]   # tells the client the stream was taken
+        if batched:
+            taken.append((KEEP_QUEUED_KEY, str(2 * self.pool.size)))
+        context.send_initial_metadata(tuple(taken))
         stream = _Stream(lambda request: self.submit(request, client), self.max_in_flight,
                          (ByteBudget(self.stream_result_bytes), self.results), self.result_cost)
 
@@ -405,7 +462,10 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         context.add_callback(on_done)
         threading.Thread(target=stream.read_requests, args=(request_iterator,), name="stream-reader",
                          daemon=True).start()
-        yield from stream.responses(context, self.idle_timeout_s)
+        if batched:
+            yield from stream.response_batches(context, self.idle_timeout_s)
+        else:
+            yield from stream.responses(context, self.idle_timeout_s)
 
     def GetInfo(self, request, context):
         return self.info()
@@ -427,6 +487,11 @@ class ExecutorService(pb_grpc.ExecutorServicer):
             not_serving_reason=("shutting down" if self.pool.stopping else
                                 "" if state.engine_reachable else f"Docker engine unreachable: {state.engine_error}"),
         )
+
+
+def _each_request(batches) -> Iterator[pb.ExecuteRequest]:
+    for batch in batches:
+        yield from batch.requests
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -458,16 +523,22 @@ class _TokenAuth(grpc.ServerInterceptor):
         def deny(request, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
-        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream = grpc.stream_stream_rpc_method_handler(deny)
+        # A refusal of the call's own kind: one of another kind leaves a streaming caller waiting.
+        self._deny = {(False, False): grpc.unary_unary_rpc_method_handler(deny),
+                      (False, True): grpc.unary_stream_rpc_method_handler(deny),
+                      (True, False): grpc.stream_unary_rpc_method_handler(deny),
+                      (True, True): grpc.stream_stream_rpc_method_handler(deny)}
 
     def intercept_service(self, continuation, handler_call_details):
         if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
             return continuation(handler_call_details)
         given = dict(handler_call_details.invocation_metadata).get("authorization", "")
+        handler = continuation(handler_call_details)
         if isinstance(given, str) and hmac.compare_digest(given.encode(), self._expected):
-            return continuation(handler_call_details)
-        return self._deny_stream if handler_call_details.method.endswith("Stream") else self._deny_unary
+            return handler
+        if handler is None:
+            return self._deny[False, False]
+        return self._deny[bool(handler.request_streaming), bool(handler.response_streaming)]
 
 
 class ExecutorServer:

@@ -6,8 +6,10 @@ import grpc
 import pytest
 
 from executor import Limits, Program, Status
+from executor import server as server_module
 from executor.bench import humaneval_programs
-from executor.client import ExecutorError, Rejected
+from executor.client import Client, ExecutorError, Rejected
+from executor.jobs import KEEP_QUEUED_KEY
 from executor.v1 import executor_pb2 as pb
 from executor.v1 import executor_pb2_grpc as pb_grpc
 
@@ -50,6 +52,63 @@ def test_a_bad_request_does_not_end_the_stream(target):
     assert "unknown language 'cobol'" in got["lang"].error.message
     assert "timeout_s=10000" in got["big"].error.message
     channel.close()
+
+
+def test_batches_answer_every_id_once_with_errors_per_program(target, server):
+    stub = pb_grpc.ExecutorStub(grpc.insecure_channel(target))
+    batches = [pb.RequestBatch(requests=[pb.ExecuteRequest(id="ok1", code="print(1)"),
+                                         pb.ExecuteRequest(id="empty", code="   "),
+                                         pb.ExecuteRequest(id="lang", code="print(1)", language="cobol")]),
+               pb.RequestBatch(requests=[pb.ExecuteRequest(id="big", code="print(1)",
+                                                           limits=pb.Limits(timeout_s=10_000)),
+                                         *(pb.ExecuteRequest(id=f"n{i}", code=f"print({i})") for i in range(20))])]
+    call = stub.ExecuteBatches(iter(batches))
+    assert dict(call.initial_metadata())[KEEP_QUEUED_KEY] == str(2 * server.pool.size)
+    got: dict[str, pb.StreamResponse] = {}
+    for message in call:
+        for r in message.responses:
+            assert r.id not in got
+            got[r.id] = r
+    assert sorted(got) == sorted(["ok1", "empty", "lang", "big", *(f"n{i}" for i in range(20))])
+    assert got["ok1"].result.status == pb.PASSED
+    assert all(got[f"n{i}"].result.stdout == f"{i}\n".encode() for i in range(20))
+    assert got["empty"].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "unknown language 'cobol'" in got["lang"].error.message
+    assert "timeout_s=10000" in got["big"].error.message
+
+
+def test_a_full_window_goes_to_the_server_in_batches(client, monkeypatch):
+    sizes: list[int] = []
+
+    def counted(batches):
+        for batch in batches:
+            sizes.append(len(batch.requests))
+            yield from batch.requests
+
+    monkeypatch.setattr(server_module, "_each_request", counted)
+    programs = [Program(f"print({i})", id=str(i)) for i in range(150)]
+    results = list(client.execute_many(programs, max_in_flight=64))
+    assert sorted(int(r.id) for r in results) == list(range(150))
+    assert all(r.status is Status.PASSED and r.stdout == f"{r.id}\n".encode() for r in results)
+    # The first batch fills the window; later ones gather what its results free while the
+    # server still holds enough for its sandboxes.
+    assert sum(sizes) == 150 and sizes[0] == 64 and len(sizes) < 15, sizes
+
+
+def test_a_server_without_batches_gets_single_programs(docker_client, sandbox_image, monkeypatch):
+    from tests.conftest import start_server
+
+    # A server older than ExecuteBatches: the servicer's generated default answers UNIMPLEMENTED.
+    monkeypatch.setattr(server_module.ExecutorService, "ExecuteBatches", pb_grpc.ExecutorServicer.ExecuteBatches)
+    old = start_server(docker_client, pool_size=1, instance="pytest-nobatches")
+    try:
+        with Client(f"127.0.0.1:{old.port}") as c:
+            results = list(c.execute_many([Program(f"print({i})", id=str(i)) for i in range(30)]))
+            assert sorted(int(r.id) for r in results) == list(range(30))
+            assert all(r.stdout == f"{r.id}\n".encode() for r in results)
+            assert c._async._batches == [False]
+    finally:
+        old.stop()
 
 
 def test_rejected_programs_raise_or_are_returned(client):
@@ -111,6 +170,31 @@ def test_async_client_api(target):
     assert one.stdout == b"async\n" and one.id == "one"
     assert sorted(int(r.id) for r in many) == list(range(20)) and all(r.passed for r in many)
     assert info.pool.size == 2
+
+
+def test_an_async_source_that_waits_for_results_is_not_held_back(target):
+    """A batch is never filled by waiting on an async source: this one yields each program only
+    once the last one's result is back, and a batch held for it would wait forever."""
+    import asyncio
+
+    from executor.client import AsyncClient
+
+    async def main():
+        async with AsyncClient(target) as client:
+            answered: asyncio.Queue = asyncio.Queue()
+
+            async def source():
+                for i in range(10):
+                    yield Program(f"print({i})", id=str(i))
+                    await answered.get()
+
+            seen = []
+            async for r in client.execute_many(source(), max_in_flight=64):
+                seen.append(r.id)
+                await answered.put(None)
+            return seen
+
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == [str(i) for i in range(10)]
 
 
 def test_more_streams_than_the_server_accepts_are_refused(docker_client, sandbox_image):

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65xecutor/v1/executor.proto\x12\x15selfalign.executor.v1\"H\n\x06Limits\x12\x11\n\ttimeout_s\x18\x01 \x01(\x01\x12\x11\n\tmemory_mb\x18\x02 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x03 \x01(\x03\"z\n\x0e\x45xecuteRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\r\n\x05stdin\x18\x04 \x01(\x0c\x12-\n\x06limits\x18\x05 \x01(\x0b\x32\x1d.selfalign.executor.v1.Limits\"\xcc\x02\n\rExecuteResult\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.selfalign.executor.v1.Status\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06stdout\x18\x05 \x01(\x0c\x12\x0e\n\x06stderr\x18\x06 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x07 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x08 \x01(\x08\x12\x13\n\x0bwall_time_s\x18\t \x01(\x01\x12\x12\n\ncpu_time_s\x18\n \x01(\x01\x12\x16\n\x0epeak_memory_mb\x18\x0b \x01(\x01\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x15\n\rsandbox_image\x18\r \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\",\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x94\x01\n\x0eStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x36\n\x06result\x18\x02 \x01(\x0b\x32$.selfalign.executor.v1.ExecuteResultH\x00\x12\x33\n\x05\x65rror\x18\x03 \x01(\x0b\x32\".selfalign.executor.v1.StreamErrorH\x00\x42\t\n\x07outcome\"\x10\n\x0eGetInfoRequest\"\x85\x01\n\x08PoolInfo\x12\x11\n\tisolation\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x05\x12\r\n\x05ready\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\x18\n\x10\x65ngine_reachable\x18\x06 \x01(\x08\x12\x11\n\tcompleted\x18\x07 \x01(\x03\"\xeb\x02\n\nServerInfo\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12\x11\n\tlanguages\x18\x03 \x03(\t\x12\x35\n\x0e\x64\x65\x66\x61ult_limits\x18\x04 \x01(\x0b\x32\x1d.selfalign.executor.v1.Limits\x12\x31\n\nmax_limits\x18\x05 \x01(\x0b\x32\x1d.selfalign.executor.v1.Limits\x12\x16\n\x0emax_code_bytes\x18\x06 \x01(\x03\x12\x17\n\x0fmax_stdin_bytes\x18\x07 \x01(\x03\x12-\n\x04pool\x18\x08 \x01(\x0b\x32\x1f.selfalign.executor.v1.PoolInfo\x12\x15\n\rsandbox_image\x18\t \x01(\t\x12\x0f\n\x07runtime\x18\n \x01(\t\x12\x0f\n\x07serving\x18\x0b \x01(\x08\x12\x1a\n\x12not_serving_reason\x18\x0c \x01(\t*|\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06PASSED\x10\x01\x12\n\n\x06\x46\x41ILED\x10\x02\x12\x0b\n\x07TIMEOUT\x10\x03\x12\x10\n\x0cMEMORY_LIMIT\x10\x04\x12\x10\n\x0cOUTPUT_LIMIT\x10\x05\x12\x11\n\rSANDBOX_ERROR\x10\x06\x32\x9a\x02\n\x08\x45xecutor\x12V\n\x07\x45xecute\x12%.selfalign.executor.v1.ExecuteRequest\x1a$.selfalign.executor.v1.ExecuteResult\x12\x61\n\rExecuteStream\x12%.selfalign.executor.v1.ExecuteRequest\x1a%.selfalign.executor.v1.StreamResponse(\x01\x30\x01\x12S\n\x07GetInfo\x12%.selfalign.executor.v1.GetInfoRequest\x1a!.selfalign.executor.v1.ServerInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65xecutor/v1/executor.proto\x12\x15selfalign.executor.v1\"H\n\x06Limits\x12\x11\n\ttimeout_s\x18\x01 \x01(\x01\x12\x11\n\tmemory_mb\x18\x02 \x01(\x05\x12\x18\n\x10max_output_bytes\x18\x03 \x01(\x03\"z\n\x0e\x45xecuteRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\r\n\x05stdin\x18\x04 \x01(\x0c\x12-\n\x06limits\x18\x05 \x01(\x0b\x32\x1d.selfalign.executor.v1.Limits\"\xcc\x02\n\rExecuteResult\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.selfalign.executor.v1.Status\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x0e\n\x06stdout\x18\x05 \x01(\x0c\x12\x0e\n\x06stderr\x18\x06 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x07 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x08 \x01(\x08\x12\x13\n\x0bwall_time_s\x18\t \x01(\x01\x12\x12\n\ncpu_time_s\x18\n \x01(\x01\x12\x16\n\x0epeak_memory_mb\x18\x0b \x01(\x01\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x15\n\rsandbox_image\x18\r \x01(\tB\x0c\n\n_exit_codeB\t\n\x07_signal\",\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x94\x01\n\x0eStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x36\n\x06result\x18\x02 \x01(\x0b\x32$.selfalign.executor.v1.ExecuteResultH\x00\x12\x33\n\x05\x65rror\x18\x03 \x01(\x0b\x32\".selfalign.executor.v1.StreamErrorH\x00\x42\t\n\x07outcome\"G\n\x0cRequestBatch\x12\x37\n\x08requests\x18\x01 \x03(\x0b\x32%.selfalign.executor.v1.ExecuteRequest\"I\n\rResponseBatch\x12\x38\n\tresponses\x18\x01 \x03(\x0b\x32%.selfalign.executor.v1.StreamResponse\"\x10\n\x0eGetInfoRequest\"\x85\x01\n\x08PoolInfo\x12\x11\n\tisolation\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x05\x12\r\n\x05ready\x18\x03 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x04 \x01(\x05\x12\x0e\n\x06queued\x18\x05 \x01(\x05\x12\x18\n\x10\x65ngine_reachable\x18\x06 \x01(\x08\x12\x11\n\tcompleted\x18\x07 \x01(\x03\"\xeb\x02\n\nServerInfo\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12\x11\n\tlanguages\x18\x03 \x03(\t\x12\x35\n\x0e\x64\x65\x66\x61ult_limits\x18\x04 \x01(\x0b\x32\x1d.selfalign.executor.v1.Limits\x12\x31\n\nmax_limits\x18\x05 \x01(\x0b\x32\x1d.selfalign.executor.v1.Limits\x12\x16\n\x0emax_code_bytes\x18\x06 \x01(\x03\x12\x17\n\x0fmax_stdin_bytes\x18\x07 \x01(\x03\x12-\n\x04pool\x18\x08 \x01(\x0b\x32\x1f.selfalign.executor.v1.PoolInfo\x12\x15\n\rsandbox_image\x18\t \x01(\t\x12\x0f\n\x07runtime\x18\n \x01(\t\x12\x0f\n\x07serving\x18\x0b \x01(\x08\x12\x1a\n\x12not_serving_reason\x18\x0c \x01(\t*|\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\n\n\x06PASSED\x10\x01\x12\n\n\x06\x46\x41ILED\x10\x02\x12\x0b\n\x07TIMEOUT\x10\x03\x12\x10\n\x0cMEMORY_LIMIT\x10\x04\x12\x10\n\x0cOUTPUT_LIMIT\x10\x05\x12\x11\n\rSANDBOX_ERROR\x10\x06\x32\xfb\x02\n\x08\x45xecutor\x12V\n\x07\x45xecute\x12%.selfalign.executor.v1.ExecuteRequest\x1a$.selfalign.executor.v1.ExecuteResult\x12\x61\n\rExecuteStream\x12%.selfalign.executor.v1.ExecuteRequest\x1a%.selfalign.executor.v1.StreamResponse(\x01\x30\x01\x12_\n\x0e\x45xecuteBatches\x12#.selfalign.executor.v1.RequestBatch\x1a$.selfalign.executor.v1.ResponseBatch(\x01\x30\x01\x12S\n\x07GetInfo\x12%.selfalign.executor.v1.GetInfoRequest\x1a!.selfalign.executor.v1.ServerInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'executor.v1.executor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=1303
-  _globals['_STATUS']._serialized_end=1427
+  _globals['_STATUS']._serialized_start=1451
+  _globals['_STATUS']._serialized_end=1575
   _globals['_LIMITS']._serialized_start=53
   _globals['_LIMITS']._serialized_end=125
   _globals['_EXECUTEREQUEST']._serialized_start=127
@@ -43,12 +43,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMERROR']._serialized_end=630
   _globals['_STREAMRESPONSE']._serialized_start=633
   _globals['_STREAMRESPONSE']._serialized_end=781
-  _globals['_GETINFOREQUEST']._serialized_start=783
-  _globals['_GETINFOREQUEST']._serialized_end=799
-  _globals['_POOLINFO']._serialized_start=802
-  _globals['_POOLINFO']._serialized_end=935
-  _globals['_SERVERINFO']._serialized_start=938
-  _globals['_SERVERINFO']._serialized_end=1301
-  _globals['_EXECUTOR']._serialized_start=1430
-  _globals['_EXECUTOR']._serialized_end=1712
+  _globals['_REQUESTBATCH']._serialized_start=783
+  _globals['_REQUESTBATCH']._serialized_end=854
+  _globals['_RESPONSEBATCH']._serialized_start=856
+  _globals['_RESPONSEBATCH']._serialized_end=929
+  _globals['_GETINFOREQUEST']._serialized_start=931
+  _globals['_GETINFOREQUEST']._serialized_end=947
+  _globals['_POOLINFO']._serialized_start=950
+  _globals['_POOLINFO']._serialized_end=1083
+  _globals['_SERVERINFO']._serialized_start=1086
+  _globals['_SERVERINFO']._serialized_end=1449
+  _globals['_EXECUTOR']._serialized_start=1578
+  _globals['_EXECUTOR']._serialized_end=1957
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class ExecutorStub:
                 request_serializer=executor_dot_v1_dot_executor__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=executor_dot_v1_dot_executor__pb2.StreamResponse.FromString,
                 _registered_method=True)
+        self.ExecuteBatches = channel.stream_stream(
+                '/selfalign.executor.v1.Executor/ExecuteBatches',
+                request_serializer=executor_dot_v1_dot_executor__pb2.RequestBatch.SerializeToString,
+                response_deserializer=executor_dot_v1_dot_executor__pb2.ResponseBatch.FromString,
+                _registered_method=True)
         self.GetInfo = channel.unary_unary(
                 '/selfalign.executor.v1.Executor/GetInfo',
                 request_serializer=executor_dot_v1_dot_executor__pb2.GetInfoRequest.SerializeToString,
@@ -71,6 +76,20 @@ class ExecutorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteBatches(self, request_iterator, context):
+        """ExecuteStream with several programs to a message each way, for clients
+        with many programs in flight: each message costs both sides far more
+        than a program's bytes do. The server answers with every result that is
+        ready when it sends (never waiting for more), and says in its initial
+        metadata how many programs it wants queued ("selfalign-keep-queued") so
+        that a client gathering a batch never leaves a sandbox idle. Per program
+        nothing changes: ids, limits, errors, completion order, cancellation.
+        A server without it answers UNIMPLEMENTED; ExecuteStream still works.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetInfo(self, request, context):
         """Describe the server: languages, limits, pool, sandbox image, version.
         """
@@ -90,6 +109,11 @@ def add_ExecutorServicer_to_server(servicer, server):
                     servicer.ExecuteStream,
                     request_deserializer=executor_dot_v1_dot_executor__pb2.ExecuteRequest.FromString,
                     response_serializer=executor_dot_v1_dot_executor__pb2.StreamResponse.SerializeToString,
+            ),
+            'ExecuteBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExecuteBatches,
+                    request_deserializer=executor_dot_v1_dot_executor__pb2.RequestBatch.FromString,
+                    response_serializer=executor_dot_v1_dot_executor__pb2.ResponseBatch.SerializeToString,
             ),
             'GetInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInfo,
@@ -151,6 +175,33 @@ class Executor:
             '/selfalign.executor.v1.Executor/ExecuteStream',
             executor_dot_v1_dot_executor__pb2.ExecuteRequest.SerializeToString,
             executor_dot_v1_dot_executor__pb2.StreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/selfalign.executor.v1.Executor/ExecuteBatches',
+            executor_dot_v1_dot_executor__pb2.RequestBatch.SerializeToString,
+            executor_dot_v1_dot_executor__pb2.ResponseBatch.FromString,
             options,
             channel_credentials,
             insecure,
