@@ -6,7 +6,7 @@ HumanEval workload, and reads each part's CPU time before and after: processes f
 /proc/PID/stat, the sandboxes from their cgroups (v1 cpuacct or v2 cpu.stat), whose total less
 the agents' own time is the jobs' and the zygotes'.
 
-    python bench/executor_cpu.py [--programs 1968] [-- serve options...]
+    python bench/executor_cpu.py [--programs 1968] [--window 64] [-- serve options...]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from executor.bench import humaneval_programs  # noqa: E402
-from executor.client import Client  # noqa: E402
+from executor.client import MAX_IN_FLIGHT, Client  # noqa: E402
 from executor.jobs import Program  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -65,6 +65,8 @@ def container_cpu(container_id: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--programs", type=int, default=1968)
+    parser.add_argument("--window", type=int, default=MAX_IN_FLIGHT,
+                        help="programs in flight (execute_many's max_in_flight; its default)")
     parser.add_argument("serve_options", nargs="*", help="after --: options for `executor serve`")
     args = parser.parse_args()
     import docker
@@ -95,7 +97,7 @@ def main() -> int:
                         "agents": sum(process_cpu(pid) for pid in boxes.values())}
 
             before, start = snapshot(), time.perf_counter()
-            results = list(client.execute_many(programs, max_in_flight=8))
+            results = list(client.execute_many(programs, max_in_flight=args.window))
             seconds, after = time.perf_counter() - start, snapshot()
     finally:
         server.send_signal(signal.SIGTERM)
