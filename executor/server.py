@@ -411,25 +411,14 @@ class ExecutorService(pb_grpc.ExecutorServicer):
         return result.to_proto()
 
     def ExecuteStream(self, request_iterator, context) -> Iterator[pb.StreamResponse]:
-        client = client_key(context, self.tokens_checked)
-        refused = self.admission.enter(client)
-        if refused:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused)
-        left = threading.Event()
-
-        def leave() -> None:
-            if not left.is_set():
-                left.set()
-                self.admission.leave(client)
-
-        try:
-            yield from self._stream(request_iterator, context, leave, client)
-        finally:
-            leave()
-            _return_freed_memory()
+        yield from self._admitted(request_iterator, context, batched=False)
 
     def ExecuteBatches(self, request_iterator, context) -> Iterator[pb.ResponseBatch]:
         """ExecuteStream, several programs to a message each way (see the proto)."""
+        yield from self._admitted(_each_request(request_iterator), context, batched=True)
+
+    def _admitted(self, requests, context, batched: bool) -> Iterator:
+        """A stream, once the client is under its stream caps (see StreamAdmission)."""
         client = client_key(context, self.tokens_checked)
         refused = self.admission.enter(client)
         if refused:
@@ -442,7 +431,7 @@ class ExecutorService(pb_grpc.ExecutorServicer):
                 self.admission.leave(client)
 
         try:
-            yield from self._stream(_each_request(request_iterator), context, leave, client, batched=True)
+            yield from self._stream(requests, context, leave, client, batched)
         finally:
             leave()
             _return_freed_memory()
