@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from executor.cli import add_dataclass_options, configure_logging, make_parser, options_from, stop_on_closed_stdout
+from executor.client import MAX_IN_FLIGHT
 from executor.limits import ServerLimits
 from executor.server import ServerConfig
 
@@ -269,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="programs for the slow docker-run runner (default 40)")
     p.add_argument("--concurrency", type=int, default=os.cpu_count() or 1)
     p.add_argument("--pool-size", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--window", type=int, default=64,
+    p.add_argument("--window", type=int, default=MAX_IN_FLIGHT,
                    help="programs the executor's runners keep in flight (execute_many's max_in_flight; "
-                        "default 64, the client's own)")
+                        f"default {MAX_IN_FLIGHT}, the client's own)")
     p.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
     p.set_defaults(func=cmd_bench)
 

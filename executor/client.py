@@ -494,7 +494,7 @@ class _Batch:
             stub = client._stubs[index]
             call = (stub.ExecuteBatches if batched else stub.ExecuteStream)(metadata=client._metadata)
             limit = client.config.rotate_after if is_balanced(target) else None
-            sender = asyncio.create_task(self._send(call, sent, pause, limit, batched, gathered))
+            sender = asyncio.create_task(self._send(call, sent, gathered, pause, limit, batched))
             # The server sends its initial metadata when it takes the stream: a stream that broke
             # before that never reached a sandbox, so its programs are not charged a failure.
             accepted = asyncio.create_task(call.initial_metadata())
@@ -579,8 +579,8 @@ class _Batch:
                 f"no executor reachable ({', '.join(self.client.config.targets)}): {message}", code))
         return True
 
-    async def _send(self, call, sent: dict[str, Program], pause: _Pause, limit: int | None = None,
-                    batched: bool = False, gathered: dict[str, Program] | None = None) -> None:
+    async def _send(self, call, sent: dict[str, Program], gathered: dict[str, Program], pause: _Pause,
+                    limit: int | None, batched: bool) -> None:
         loop = asyncio.get_running_loop()
         # Nothing is written before the server has taken the stream: its initial metadata says
         # so, at once. A write racing a refusal (a wrong token, a full server) fails, and
@@ -604,7 +604,7 @@ class _Batch:
             if item is None:
                 await call.done_writing()
                 return
-            if not batched or gathered is None:
+            if not batched:
                 sent[item[0]] = item[1]
                 await call.write(_request(*item))
                 taken = 1
